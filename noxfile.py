@@ -16,10 +16,12 @@ point those at a local CPU build of torch to avoid downloading the CUDA build (s
 
 from __future__ import annotations
 
-import os
+import atexit
+import functools
 import re
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import nox
@@ -54,13 +56,21 @@ def _name_of(req: str) -> str:
     return re.split(r"[\s\[<>=!~;@(]", req, maxsplit=1)[0].strip().lower().replace("_", "-")
 
 
+@functools.cache
+def _wheel_dir() -> Path:
+    """A wheel folder private to this nox process (parallel nox runs must not share one)."""
+    BUILD.mkdir(exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix="wheels-", dir=BUILD))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
 def _wheel(session: nox.Session, dist: str) -> Path:
     """Build ``dist`` as a wheel (once per nox run) and return its path."""
-    out = BUILD / "wheels" / dist
     if not getattr(_wheel, "built", None):
         _wheel.built = {}  # type: ignore[attr-defined]
     if dist not in _wheel.built:  # type: ignore[attr-defined]
-        shutil.rmtree(out, ignore_errors=True)
+        out = _wheel_dir() / dist
         session.run("uv", "build", "--wheel", "--package", dist, "--out-dir", str(out), "--quiet", external=True)
         _wheel.built[dist] = next(out.glob("*.whl"))  # type: ignore[attr-defined]
     return _wheel.built[dist]  # type: ignore[attr-defined,no-any-return]
