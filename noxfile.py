@@ -38,7 +38,16 @@ nox.options.reuse_venv = "yes"
 ROOT = Path(__file__).parent
 BUILD = ROOT / "build"
 CORE = "papershelf"
-README_SECTIONS = ("Install", "Quickstart", "Method", "Hyperparameters", "Differences", "Reproduction", "Benchmarks", "Citation")
+README_SECTIONS = (
+    "Install",
+    "Quickstart",
+    "Method",
+    "Hyperparameters",
+    "Differences",
+    "Reproduction",
+    "Benchmarks",
+    "Citation",
+)
 
 
 def _load(path: Path) -> dict:
@@ -71,7 +80,17 @@ def _wheel(session: nox.Session, dist: str) -> Path:
         _wheel.built = {}  # type: ignore[attr-defined]
     if dist not in _wheel.built:  # type: ignore[attr-defined]
         out = _wheel_dir() / dist
-        session.run("uv", "build", "--wheel", "--package", dist, "--out-dir", str(out), "--quiet", external=True)
+        session.run(
+            "uv",
+            "build",
+            "--wheel",
+            "--package",
+            dist,
+            "--out-dir",
+            str(out),
+            "--quiet",
+            external=True,
+        )
         _wheel.built[dist] = next(out.glob("*.whl"))  # type: ignore[attr-defined]
     return _wheel.built[dist]  # type: ignore[attr-defined,no-any-return]
 
@@ -81,7 +100,14 @@ def _group(folder: Path, *groups: str) -> list[str]:
     return [r for g in groups for r in nox.project.dependency_groups(data, g)]
 
 
-def _install(session: nox.Session, folders: list[Path], groups: tuple[str, ...], *, editable: bool = False, extra: tuple[str, ...] = ()) -> None:
+def _install(
+    session: nox.Session,
+    folders: list[Path],
+    groups: tuple[str, ...],
+    *,
+    editable: bool = False,
+    extra: tuple[str, ...] = (),
+) -> None:
     """Install workspace members (wheels, or editable) plus their dependency groups.
 
     Requirements that name a workspace member are pointed at the local build, keeping their
@@ -118,7 +144,6 @@ def _install(session: nox.Session, folders: list[Path], groups: tuple[str, ...],
 
 def _register(folder_name: str, dist: str, folder: Path) -> None:
     rel = folder.relative_to(ROOT).as_posix()
-    module = dist.replace("-", "_")
 
     @nox.session(name=f"tests-{folder_name}", tags=["tests", folder_name])
     def tests(session: nox.Session) -> None:
@@ -132,7 +157,14 @@ def _register(folder_name: str, dist: str, folder: Path) -> None:
     @nox.session(name=f"typecheck-{folder_name}", tags=["typecheck", folder_name])
     def typecheck(session: nox.Session) -> None:
         _install(session, [folder], ("test",), editable=True, extra=("mypy>=1.11",))
-        session.run("mypy", "--config-file", str(ROOT / "pyproject.toml"), f"{rel}/src", f"{rel}/tests", *session.posargs)
+        session.run(
+            "mypy",
+            "--config-file",
+            str(ROOT / "pyproject.toml"),
+            f"{rel}/src",
+            f"{rel}/tests",
+            *session.posargs,
+        )
 
     typecheck.__doc__ = f"{dist}: mypy --strict over src and tests."
 
@@ -145,7 +177,9 @@ def _register(folder_name: str, dist: str, folder: Path) -> None:
             out = BUILD / "repro" / folder_name
             session.run("papershelf", "repro", dist, "--out", str(out), *session.posargs)
 
-        demo.__doc__ = f"{dist}: `papershelf repro {dist}` (the paper's claim against its baseline)."
+        demo.__doc__ = (
+            f"{dist}: `papershelf repro {dist}` (the paper's claim against its baseline)."
+        )
 
     if (folder / "benchmarks").is_dir():
 
@@ -155,8 +189,18 @@ def _register(folder_name: str, dist: str, folder: Path) -> None:
             session.chdir(folder)
             out = BUILD / "bench" / f"{folder_name}.json"
             out.parent.mkdir(parents=True, exist_ok=True)
-            session.run("python", "-m", "pytest", "benchmarks", "-p", "no:randomly", "--benchmark-only",
-                        f"--benchmark-json={out}", "-s", *session.posargs)
+            session.run(
+                "python",
+                "-m",
+                "pytest",
+                "benchmarks",
+                "-p",
+                "no:randomly",
+                "--benchmark-only",
+                f"--benchmark-json={out}",
+                "-s",
+                *session.posargs,
+            )
 
         bench.__doc__ = f"{dist}: benchmarks (ratios against the baseline in the same run)."
 
@@ -178,7 +222,16 @@ def integration(session: nox.Session) -> None:
     """integration-tests/: every package installed together, used as downstream projects do."""
     folders = [f for _, f in MEMBERS.values()]
     _install(session, folders, (), extra=tuple(_group(ROOT, "integration")))
-    session.run("python", "-m", "pytest", "-q", "-p", "papershelf.testing.plugin", "integration-tests", *session.posargs)
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "papershelf.testing.plugin",
+        "integration-tests",
+        *session.posargs,
+    )
 
 
 @nox.session(tags=["ci"])
@@ -186,7 +239,9 @@ def docs(session: nox.Session) -> None:
     """Build the mkdocs-material site (package pages from READMEs, API by mkdocstrings) with --strict."""
     folders = [f for _, f in MEMBERS.values()]
     _install(session, folders, (), editable=True, extra=tuple(_group(ROOT, "docs")))
-    session.run("mkdocs", "build", "--strict", "-f", "docs/mkdocs.yml", "--site-dir", str(BUILD / "site"))
+    session.run(
+        "mkdocs", "build", "--strict", "-f", "docs/mkdocs.yml", "--site-dir", str(BUILD / "site")
+    )
 
 
 @nox.session(name="repo-check", venv_backend="none", tags=["ci"])
@@ -222,14 +277,20 @@ def check_repo() -> list[str]:
             problems.append(f"{where}: [project.urls] needs 'Paper'")
         eps = project.get("entry-points", {}).get("papershelf.methods", {})
         if eps != {dist: f"{module}._method:METHOD"}:
-            problems.append(f"{where}: entry point must be papershelf.methods: {dist} = '{module}._method:METHOD'")
+            problems.append(
+                f"{where}: entry point must be papershelf.methods: {dist} = '{module}._method:METHOD'"
+            )
         if not any(_name_of(d) == CORE for d in project.get("dependencies", [])):
             problems.append(f"{where}: must depend on papershelf")
         groups = data.get("dependency-groups", {})
         if "test" not in groups:
             problems.append(f"{where}: needs a `test` dependency group")
-        if "tool" in data and ("ruff" in data["tool"] or "uv" in data["tool"] and "sources" in data["tool"]["uv"]):
-            problems.append(f"{where}: ruff config and uv sources belong in the root pyproject only")
+        if "tool" in data and (
+            "ruff" in data["tool"] or ("uv" in data["tool"] and "sources" in data["tool"]["uv"])
+        ):
+            problems.append(
+                f"{where}: ruff config and uv sources belong in the root pyproject only"
+            )
         src = folder / "src" / module
         for needed in ("__init__.py", "py.typed", "_method.py", "demo.py"):
             if not (src / needed).is_file():
@@ -241,16 +302,21 @@ def check_repo() -> list[str]:
             problems.append(f"{where}: missing README.md")
         else:
             text = readme.read_text(encoding="utf-8")
-            heads = {h.strip().lower() for h in re.findall(r"^##\s+(.+)$", text, flags=re.MULTILINE)}
+            heads = {
+                h.strip().lower() for h in re.findall(r"^##\s+(.+)$", text, flags=re.MULTILINE)
+            }
             for sec in README_SECTIONS:
                 if not any(h.startswith(sec.lower()) for h in heads):
                     problems.append(f"{where}: README lacks a '## {sec}' section")
         if sources.get(dist) != {"workspace": True}:
-            problems.append(f"pyproject.toml: [tool.uv.sources] needs {dist} = {{ workspace = true }}")
+            problems.append(
+                f"pyproject.toml: [tool.uv.sources] needs {dist} = {{ workspace = true }}"
+            )
         if dist not in dev:
             problems.append(f"pyproject.toml: the dev group must include {dist}")
         if not list((ROOT / "integration-tests").glob(f"test_*{module}*.py")) and not any(
-            module in p.read_text(encoding="utf-8") for p in (ROOT / "integration-tests").glob("test_*.py")
+            module in p.read_text(encoding="utf-8")
+            for p in (ROOT / "integration-tests").glob("test_*.py")
         ):
             problems.append(f"integration-tests: no test uses {module}")
     return problems

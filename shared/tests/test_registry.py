@@ -10,10 +10,17 @@ from papershelf.registry import available_methods
 
 
 def _info(**kw: object) -> MethodInfo:
-    base = dict(
-        name="demo-method", title="T", authors=("A",), venue="V 2024", year=2024, arxiv="1234.5678",
-        code_url="", claim="c", demo="mod:fn",
-    )
+    base = {
+        "name": "demo-method",
+        "title": "T",
+        "authors": ("A",),
+        "venue": "V 2024",
+        "year": 2024,
+        "arxiv": "1234.5678",
+        "code_url": "",
+        "claim": "c",
+        "demo": "mod:fn",
+    }
     base.update(kw)
     return MethodInfo(**base)  # type: ignore[arg-type]
 
@@ -30,7 +37,9 @@ def test_method_info_validates_name_and_demo() -> None:
 
 
 def test_discovery_does_not_import_torch() -> None:
-    code = "import sys, papershelf.registry as r; r.available_methods(); print('torch' in sys.modules)"
+    code = (
+        "import sys, papershelf.registry as r; r.available_methods(); print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

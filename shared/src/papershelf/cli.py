@@ -39,16 +39,24 @@ def _print_table(rows: list[list[str]], header: list[str]) -> None:
 def cmd_list(_: argparse.Namespace) -> int:
     methods = available_methods()
     if not methods:
-        print("No papershelf method packages are installed (install one, e.g. `pip install lion-opt`).")
+        print(
+            "No papershelf method packages are installed (install one, e.g. `pip install lion-opt`)."
+        )
         return 2
-    _print_table([[m.name, m.title, m.venue, m.arxiv] for m in methods.values()], ["method", "paper", "venue", "arXiv"])
+    _print_table(
+        [[m.name, m.title, m.venue, m.arxiv] for m in methods.values()],
+        ["method", "paper", "venue", "arXiv"],
+    )
     return 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:
     methods = available_methods()
     if args.name not in methods:
-        print(f"papershelf: no installed method named {args.name!r} (installed: {', '.join(methods) or 'none'})", file=sys.stderr)
+        print(
+            f"papershelf: no installed method named {args.name!r} (installed: {', '.join(methods) or 'none'})",
+            file=sys.stderr,
+        )
         return 2
     m: MethodInfo = methods[args.name]
     for key, value in (
@@ -74,10 +82,15 @@ def cmd_repro(args: argparse.Namespace) -> int:
     names = args.names or list(methods)
     unknown = [n for n in names if n not in methods]
     if unknown:
-        print(f"papershelf: unknown method(s) {unknown} (installed: {', '.join(methods)})", file=sys.stderr)
+        print(
+            f"papershelf: unknown method(s) {unknown} (installed: {', '.join(methods)})",
+            file=sys.stderr,
+        )
         return 2
     out = Path(args.out)
-    runs: list[MethodRun] = run_methods([methods[n] for n in names], quick=not args.full, seed=args.seed, out_dir=out)
+    runs: list[MethodRun] = run_methods(
+        [methods[n] for n in names], quick=not args.full, seed=args.seed, out_dir=out
+    )
     rows = []
     for r in runs:
         if r.result is None:
@@ -85,8 +98,15 @@ def cmd_repro(args: argparse.Namespace) -> int:
         else:
             res = r.result
             rows.append(
-                [r.info.name, res.claim, res.metric, _fmt(res.method_value), f"{_fmt(res.baseline_value)} ({res.baseline})",
-                 "yes" if res.holds else "NO", f"{r.wall_s:.1f}"]
+                [
+                    r.info.name,
+                    res.claim,
+                    res.metric,
+                    _fmt(res.method_value),
+                    f"{_fmt(res.baseline_value)} ({res.baseline})",
+                    "yes" if res.holds else "NO",
+                    f"{r.wall_s:.1f}",
+                ]
             )
     _print_table(rows, ["method", "claim", "metric", "method", "baseline", "holds", "time (s)"])
     report = write_report(runs, out, seed=args.seed, quick=not args.full)
@@ -105,11 +125,21 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="show one method's paper, code and claim")
     info.add_argument("name")
     info.set_defaults(fn=cmd_info)
-    repro = sub.add_parser("repro", help="reproduce each method's central claim against its baseline")
-    repro.add_argument("names", nargs="*", metavar="NAME", help="methods to run (default: all installed)")
-    repro.add_argument("--full", action="store_true", help="the larger run instead of the quick one")
-    repro.add_argument("--out", default="papershelf-results", help="report folder (default: %(default)s)")
-    repro.add_argument("--seed", type=int, default=0, help="seed for every demo (default: %(default)s)")
+    repro = sub.add_parser(
+        "repro", help="reproduce each method's central claim against its baseline"
+    )
+    repro.add_argument(
+        "names", nargs="*", metavar="NAME", help="methods to run (default: all installed)"
+    )
+    repro.add_argument(
+        "--full", action="store_true", help="the larger run instead of the quick one"
+    )
+    repro.add_argument(
+        "--out", default="papershelf-results", help="report folder (default: %(default)s)"
+    )
+    repro.add_argument(
+        "--seed", type=int, default=0, help="seed for every demo (default: %(default)s)"
+    )
     repro.set_defaults(fn=cmd_repro)
     return parser
 

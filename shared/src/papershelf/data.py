@@ -41,7 +41,9 @@ class Split:
         """Number of classes (0 for regression data)."""
         if self.name and self.name not in CLASSIFICATION:
             return 0
-        y = np.concatenate([np.asarray(self.y_train), np.asarray(self.y_val), np.asarray(self.y_test)])
+        y = np.concatenate(
+            [np.asarray(self.y_train), np.asarray(self.y_val), np.asarray(self.y_test)]
+        )
         return int(np.unique(y).size)
 
     def to_torch(self, device: Any = "cpu", dtype: Any = None) -> Split:
@@ -63,7 +65,7 @@ class Split:
 
 
 def load_split(
-    name: Literal["digits", "breast_cancer", "wine", "iris", "diabetes"],
+    name: str,
     *,
     seed: int = 0,
     val_size: float = 0.2,
@@ -117,7 +119,9 @@ def load_split(
         sd = X[tr].std(axis=0)
         sd[sd == 0] = 1.0
         X = (X - mu) / sd
-    split = Split(X[tr], y[tr], X[va], y[va], X[te], y[te], tuple(map(str, bunch.feature_names)), name)
+    split = Split(
+        X[tr], y[tr], X[va], y[va], X[te], y[te], tuple(map(str, bunch.feature_names)), name
+    )
     return split.to_torch() if as_torch else split
 
 
@@ -147,7 +151,9 @@ def gaussian_mixture(
     else:
         w = np.asarray(weights, dtype=np.float64)
         if w.shape != (n_components,) or np.any(w < 0) or not np.isclose(w.sum(), 1.0):
-            raise ValueError(f"weights must be {n_components} non-negative numbers summing to 1, got {weights!r}")
+            raise ValueError(
+                f"weights must be {n_components} non-negative numbers summing to 1, got {weights!r}"
+            )
     means = rng.standard_normal((n_components, n_features))
     means *= separation / np.linalg.norm(means, axis=1, keepdims=True)
     labels = rng.choice(n_components, size=n_samples, p=w)
@@ -230,7 +236,9 @@ def dirichlet_split(
         raise ValueError(f"alpha must be positive, got {alpha!r}")
     y = np.asarray(y)
     if n_clients * min_size > y.size:
-        raise ValueError(f"cannot give {n_clients} clients {min_size} samples each from {y.size} samples")
+        raise ValueError(
+            f"cannot give {n_clients} clients {min_size} samples each from {y.size} samples"
+        )
     rng = numpy_rng(seed)
     classes = np.unique(y)
     for _ in range(max_tries):

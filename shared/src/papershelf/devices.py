@@ -51,13 +51,15 @@ def get_device(device: str | torch.device | None = None) -> torch.device:
         device = os.environ.get(ENV_DEVICE) or None
         source = ENV_DEVICE
     if device is None:
-        return torch.device(available_devices()[0])
+        return torch.device(available_devices()[0])  # type: ignore[no-any-return]
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise ValueError(f"{source}={device!r} is not a device (use one of {_KNOWN})") from exc
     if dev.type not in available_devices():
-        raise ValueError(f"{source}={device!r} is not available here (available: {available_devices()})")
+        raise ValueError(
+            f"{source}={device!r} is not available here (available: {available_devices()})"
+        )
     return dev  # type: ignore[no-any-return]
 
 
@@ -65,8 +67,12 @@ def numpy_rng(seed: int | np.random.Generator | None) -> np.random.Generator:
     """A numpy ``Generator`` from a seed (or the generator itself, passed through)."""
     if isinstance(seed, np.random.Generator):
         return seed
-    if seed is not None and (not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0):
-        raise ValueError(f"seed must be a non-negative int, a numpy Generator or None, got {seed!r}")
+    if seed is not None and (
+        not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0
+    ):
+        raise ValueError(
+            f"seed must be a non-negative int, a numpy Generator or None, got {seed!r}"
+        )
     return np.random.default_rng(seed)
 
 

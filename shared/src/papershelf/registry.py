@@ -58,7 +58,9 @@ class MethodInfo:
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
-            raise ValueError(f"MethodInfo.name must be a lowercase dash-separated slug, got {self.name!r}")
+            raise ValueError(
+                f"MethodInfo.name must be a lowercase dash-separated slug, got {self.name!r}"
+            )
         if ":" not in self.demo:
             raise ValueError(f"MethodInfo.demo must be 'module:function', got {self.demo!r}")
         if not self.authors:
@@ -110,7 +112,9 @@ class DemoResult:
 
 
 class DemoFunction(Protocol):
-    def __call__(self, *, quick: bool = ..., seed: int = ..., out_dir: Path | None = ...) -> DemoResult: ...
+    def __call__(
+        self, *, quick: bool = ..., seed: int = ..., out_dir: Path | None = ...
+    ) -> DemoResult: ...
 
 
 @functools.cache
@@ -143,7 +147,9 @@ def get_method(name: str) -> MethodInfo:
         return methods[name]
     except KeyError:
         known = ", ".join(methods) or "none"
-        raise KeyError(f"no installed papershelf method named {name!r} (installed: {known})") from None
+        raise KeyError(
+            f"no installed papershelf method named {name!r} (installed: {known})"
+        ) from None
 
 
 RunHook = Callable[[MethodInfo], None]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -51,7 +52,9 @@ def _progress(total: int) -> Iterator[Any]:
         progress.update(task, completed=total)
 
 
-def run_methods(methods: Sequence[MethodInfo], *, quick: bool, seed: int, out_dir: Path) -> list[MethodRun]:
+def run_methods(
+    methods: Sequence[MethodInfo], *, quick: bool, seed: int, out_dir: Path
+) -> list[MethodRun]:
     """Run each method's demo; a failure is captured (with its traceback) and the rest still run."""
     runs = []
     with _progress(len(methods)) as progress:
@@ -63,32 +66,48 @@ def run_methods(methods: Sequence[MethodInfo], *, quick: bool, seed: int, out_di
             try:
                 result = info.load_demo()(quick=quick, seed=seed, out_dir=target)
                 if not isinstance(result, DemoResult):
-                    raise TypeError(f"demo of {info.name} returned {type(result).__name__}, not DemoResult")
+                    raise TypeError(
+                        f"demo of {info.name} returned {type(result).__name__}, not DemoResult"
+                    )
                 runs.append(MethodRun(info, result, time.perf_counter() - start, seed))
             except Exception:  # a broken demo must not stop the others
-                runs.append(MethodRun(info, None, time.perf_counter() - start, seed, traceback.format_exc()))
+                runs.append(
+                    MethodRun(info, None, time.perf_counter() - start, seed, traceback.format_exc())
+                )
     return runs
 
 
 def git_revision(cwd: Path | None = None) -> str:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
+            ["git", "rev-parse", "HEAD"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=cwd, capture_output=True, text=True, timeout=10)
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=cwd, capture_output=True, text=True, timeout=10
+    )
     return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def environment(methods: Sequence[MethodInfo]) -> dict[str, Any]:
     """Versions, device, threads and git revision, recorded next to the numbers."""
     versions: dict[str, str] = {}
-    for dist in ["papershelf", *(m.name for m in methods), "numpy", "scipy", "torch", "scikit-learn"]:
-        try:
+    for dist in [
+        "papershelf",
+        *(m.name for m in methods),
+        "numpy",
+        "scipy",
+        "torch",
+        "scikit-learn",
+    ]:
+        with contextlib.suppress(PackageNotFoundError):
             versions[dist] = version(dist)
-        except PackageNotFoundError:
-            pass
     device, threads = "cpu", os.cpu_count()
     try:
         import torch
@@ -137,7 +156,11 @@ def write_report(runs: Sequence[MethodRun], out_dir: Path, *, seed: int, quick: 
     env = environment([r.info for r in runs])
     methods: dict[str, Any] = {}
     for r in runs:
-        entry: dict[str, Any] = {"claim": r.info.claim, "wall_s": round(r.wall_s, 3), "seed": r.seed}
+        entry: dict[str, Any] = {
+            "claim": r.info.claim,
+            "wall_s": round(r.wall_s, 3),
+            "seed": r.seed,
+        }
         if r.result is None:
             entry.update(holds=False, error=r.error)
         else:
@@ -159,7 +182,9 @@ def write_report(runs: Sequence[MethodRun], out_dir: Path, *, seed: int, quick: 
     ]
     for r in runs:
         if r.result is None:
-            lines.append(f"| {r.info.name} | {r.info.claim} | - | - | - | **failed** | {r.wall_s:.1f} |")
+            lines.append(
+                f"| {r.info.name} | {r.info.claim} | - | - | - | **failed** | {r.wall_s:.1f} |"
+            )
         else:
             x = r.result
             lines.append(
@@ -167,7 +192,13 @@ def write_report(runs: Sequence[MethodRun], out_dir: Path, *, seed: int, quick: 
                 f"{x.baseline_value:.4g} ({x.baseline}) | {'yes' if x.holds else '**no**'} | {r.wall_s:.1f} |"
             )
     for r in runs:
-        lines += ["", f"## {r.info.name}", "", f"*{r.info.title}* ({r.info.venue}, {r.info.paper_url})", ""]
+        lines += [
+            "",
+            f"## {r.info.name}",
+            "",
+            f"*{r.info.title}* ({r.info.venue}, {r.info.paper_url})",
+            "",
+        ]
         if r.result is None:
             lines += ["The demo failed:", "", "```", r.error.rstrip(), "```"]
             continue
@@ -175,7 +206,10 @@ def write_report(runs: Sequence[MethodRun], out_dir: Path, *, seed: int, quick: 
             keys = list(r.result.table[0])
             lines += ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
             for row in r.result.table:
-                cells = [f"{row.get(k):.4g}" if isinstance(row.get(k), float) else str(row.get(k, "")) for k in keys]
+                cells = [
+                    f"{row.get(k):.4g}" if isinstance(row.get(k), float) else str(row.get(k, ""))
+                    for k in keys
+                ]
                 lines.append("| " + " | ".join(cells) + " |")
         for fig in r.result.figures:
             rel = os.path.relpath(fig, out_dir)

@@ -21,7 +21,9 @@ class EstimatorSuite:
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         if "sklearn_check" not in metafunc.fixturenames:
             if "estimator" in metafunc.fixturenames:
-                metafunc.parametrize("estimator", self.estimators, ids=[type(e).__name__ for e in self.estimators])
+                metafunc.parametrize(
+                    "estimator", self.estimators, ids=[type(e).__name__ for e in self.estimators]
+                )
             return
         checks = pytest.importorskip("sklearn.utils.estimator_checks")
         params = []
@@ -49,6 +51,10 @@ class EstimatorSuite:
         for _ in range(2):
             est = clone(estimator).set_params(random_state=7)
             est.fit(split.X_train, split.y_train)
-            out = est.predict_proba(split.X_test) if hasattr(est, "predict_proba") else est.predict(split.X_test)
+            out = (
+                est.predict_proba(split.X_test)
+                if hasattr(est, "predict_proba")
+                else est.predict(split.X_test)
+            )
             preds.append(np.asarray(out))
         np.testing.assert_array_equal(preds[0], preds[1])

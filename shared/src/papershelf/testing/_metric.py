@@ -25,7 +25,10 @@ class MetricSuite:
 
     def _unbound(self, attr: str) -> Callable[..., Any]:
         fn = getattr(self, attr)
-        return getattr(fn, "__func__", fn)  # a plain function stored on the class binds to self
+        out: Callable[..., Any] = getattr(
+            fn, "__func__", fn
+        )  # a plain function on the class binds to self
+        return out
 
     def test_functional_matches_reference(self) -> None:
         if self.reference is None:
@@ -34,7 +37,10 @@ class MetricSuite:
         for n in (1, 17, 1000):
             inputs = self.make_inputs(rng, n)
             np.testing.assert_allclose(
-                self._unbound("functional")(*inputs), self._unbound("reference")(*inputs), rtol=self.rtol, atol=1e-12
+                self._unbound("functional")(*inputs),
+                self._unbound("reference")(*inputs),
+                rtol=self.rtol,
+                atol=1e-12,
             )
 
     def test_class_equals_functional(self) -> None:
@@ -44,7 +50,12 @@ class MetricSuite:
         inputs = self.make_inputs(rng, 500)
         metric = self.metric_cls()
         metric.update(*inputs)
-        np.testing.assert_allclose(float(metric.compute()), float(self._unbound("functional")(*inputs)), rtol=self.rtol, atol=1e-12)
+        np.testing.assert_allclose(
+            float(metric.compute()),
+            float(self._unbound("functional")(*inputs)),
+            rtol=self.rtol,
+            atol=1e-12,
+        )
 
     def test_batched_equals_one_shot(self) -> None:
         if self.metric_cls is None:
@@ -57,7 +68,9 @@ class MetricSuite:
             metric.update(*chunk)
         one_shot = self.metric_cls()
         one_shot.update(*inputs)
-        np.testing.assert_allclose(float(metric.compute()), float(one_shot.compute()), rtol=self.rtol, atol=1e-12)
+        np.testing.assert_allclose(
+            float(metric.compute()), float(one_shot.compute()), rtol=self.rtol, atol=1e-12
+        )
 
     def test_reset_forgets(self) -> None:
         if self.metric_cls is None:

@@ -51,7 +51,11 @@ class ModuleSuite:
         if isinstance(module, torch.nn.Module):
             module = module.double()
         inputs = tuple(
-            x.detach().double().requires_grad_() if torch.is_tensor(x) and x.is_floating_point() else x
+            x.detach().double().requires_grad_()
+            if torch.is_tensor(x) and x.is_floating_point()
+            else x
             for x in self.make_inputs(torch.float64, torch.Generator().manual_seed(0))
         )
-        assert torch.autograd.gradcheck(lambda *xs: self._call(module, xs), inputs, eps=1e-6, atol=1e-5)
+        assert torch.autograd.gradcheck(
+            lambda *xs: self._call(module, xs), inputs, eps=1e-6, atol=1e-5
+        )

@@ -49,14 +49,22 @@ def _torch() -> Any:
 _SHAPES: tuple[tuple[int, ...], ...] = ((5, 3), (3,), (2, 2, 3), (1,))
 
 
-def make_problem(dtype: Any = None, seed: int = 0, shapes: Sequence[tuple[int, ...]] = _SHAPES) -> _Problem:
+def make_problem(
+    dtype: Any = None, seed: int = 0, shapes: Sequence[tuple[int, ...]] = _SHAPES
+) -> _Problem:
     """Parameters of several shapes and a smooth, non-separable loss over them."""
     torch = _torch()
     dtype = dtype or torch.float64
     gen = torch.Generator().manual_seed(seed)
-    params = [torch.randn(s, generator=gen, dtype=torch.float64).to(dtype).requires_grad_() for s in shapes]
+    params = [
+        torch.randn(s, generator=gen, dtype=torch.float64).to(dtype).requires_grad_()
+        for s in shapes
+    ]
     targets = [torch.randn(s, generator=gen, dtype=torch.float64) for s in shapes]
-    mats = [torch.randn(p.numel(), p.numel(), generator=gen, dtype=torch.float64) / p.numel() ** 0.5 for p in params]
+    mats = [
+        torch.randn(p.numel(), p.numel(), generator=gen, dtype=torch.float64) / p.numel() ** 0.5
+        for p in params
+    ]
 
     def loss() -> Any:
         total = torch.zeros((), dtype=torch.float64)
@@ -111,13 +119,22 @@ class OptimizerSuite:
 
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         if "valid_kwargs" in metafunc.fixturenames:
-            ids = [",".join(f"{k}={v}" for k, v in kw.items()) or "defaults" for kw in self.valid_inputs]
+            ids = [
+                ",".join(f"{k}={v}" for k, v in kw.items()) or "defaults"
+                for kw in self.valid_inputs
+            ]
             metafunc.parametrize("valid_kwargs", self.valid_inputs, ids=ids)
         if "error_input" in metafunc.fixturenames:
             if not self.error_inputs:
-                metafunc.parametrize("error_input", [pytest.param(None, marks=pytest.mark.skip(reason="no error inputs declared"))])
+                metafunc.parametrize(
+                    "error_input",
+                    [pytest.param(None, marks=pytest.mark.skip(reason="no error inputs declared"))],
+                )
             else:
-                ids = [e.desc or ",".join(f"{k}={v}" for k, v in e.kwargs.items()) for e in self.error_inputs]
+                ids = [
+                    e.desc or ",".join(f"{k}={v}" for k, v in e.kwargs.items())
+                    for e in self.error_inputs
+                ]
                 metafunc.parametrize("error_input", self.error_inputs, ids=ids)
 
     # --- generic behaviour -------------------------------------------------------------------
@@ -126,7 +143,9 @@ class OptimizerSuite:
         problem = make_problem()
         before = [p.detach().clone() for p in problem.params]
         after = _run(self._make(problem.params, **valid_kwargs), problem, self.steps)
-        assert any(not torch.equal(a, b) for a, b in zip(after, before, strict=True)), "step() changed nothing"
+        assert any(not torch.equal(a, b) for a, b in zip(after, before, strict=True)), (
+            "step() changed nothing"
+        )
         for p in after:
             assert torch.isfinite(p).all()
 
@@ -172,7 +191,7 @@ class OptimizerSuite:
         returned = opt.step(closure)
         assert len(values) == 1, f"closure called {len(values)} times"
         assert returned is not None, "step(closure) must return the closure's loss"
-        assert float(returned) == values[0]
+        assert float(returned.detach() if hasattr(returned, "detach") else returned) == values[0]
 
     def test_none_grad_params_untouched(self, valid_kwargs: dict[str, Any]) -> None:
         torch = _torch()
@@ -183,7 +202,9 @@ class OptimizerSuite:
         _run(opt, problem, self.steps)
         assert frozen.grad is None
         torch.testing.assert_close(frozen.detach(), before, rtol=0, atol=0)
-        assert len(opt.state.get(frozen, {})) == 0, "state was created for a parameter without gradient"
+        assert len(opt.state.get(frozen, {})) == 0, (
+            "state was created for a parameter without gradient"
+        )
 
     def test_param_groups_use_their_own_lr(self, valid_kwargs: dict[str, Any]) -> None:
         torch = _torch()
@@ -225,9 +246,9 @@ class OptimizerSuite:
         start = float(problem.loss().detach())
         _run(self._make(problem.params, **self.convergence_inputs), problem, self.convergence_steps)
         end = float(problem.loss().detach())
-        assert end < self.convergence_factor * start or end < start - abs(start) * (1 - self.convergence_factor), (
-            f"loss went from {start:.4g} to {end:.4g} in {self.convergence_steps} steps"
-        )
+        assert end < self.convergence_factor * start or end < start - abs(start) * (
+            1 - self.convergence_factor
+        ), f"loss went from {start:.4g} to {end:.4g} in {self.convergence_steps} steps"
 
     def test_error_inputs(self, error_input: ErrorInput) -> None:
         torch = _torch()

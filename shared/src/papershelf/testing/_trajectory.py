@@ -54,14 +54,16 @@ def assert_trajectory_close(
 _BLOCK = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
 
 
-def run_readme_blocks(readme: str | Path, *, skip_marker: str = "# doctest: +SKIP") -> Sequence[str]:
+def run_readme_blocks(
+    readme: str | Path, *, skip_marker: str = "# doctest: +SKIP"
+) -> Sequence[str]:
     """Execute every ```python block of a README in order, in one shared namespace.
 
     Blocks whose first line contains ``skip_marker`` are not run. Returns the blocks that ran.
     """
     text = Path(readme).read_text(encoding="utf-8")
     namespace: dict[str, Any] = {"__name__": "__readme__"}
-    ran = []
+    ran: list[str] = []
     for block in _BLOCK.findall(text):
         if block.splitlines() and skip_marker in block.splitlines()[0]:
             continue

@@ -15,7 +15,6 @@ import ipaddress
 import os
 import socket
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -66,11 +65,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "gpu: needs a CUDA device (skipped with a reason without one)")
+    config.addinivalue_line(
+        "markers", "gpu: needs a CUDA device (skipped with a reason without one)"
+    )
     config.addinivalue_line("markers", "slow: long-running; deselected unless --run-slow")
     if not config.getoption("--allow-network"):
-        socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
-        socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
+        socket.socket.connect = _guarded_connect  # type: ignore[method-assign,assignment]
+        socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign,assignment]
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -100,11 +101,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(autouse=True)
-def _pin_torch_threads() -> Iterator[None]:
+def _pin_torch_threads() -> None:
     torch = sys.modules.get("torch")
     if torch is not None and torch.get_num_threads() != 1:
         torch.set_num_threads(1)
-    yield
 
 
 @pytest.fixture
