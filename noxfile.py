@@ -38,6 +38,8 @@ nox.options.reuse_venv = "yes"
 ROOT = Path(__file__).parent
 BUILD = ROOT / "build"
 CORE = "papershelf"
+#: packages with a compiled part: never installed editable (that would recompile), always as wheels.
+NATIVE = {"abq-kernels"}
 README_SECTIONS = (
     "Install",
     "Quickstart",
@@ -156,7 +158,7 @@ def _register(folder_name: str, dist: str, folder: Path) -> None:
 
     @nox.session(name=f"typecheck-{folder_name}", tags=["typecheck", folder_name])
     def typecheck(session: nox.Session) -> None:
-        _install(session, [folder], ("test",), editable=True, extra=("mypy>=1.11",))
+        _install(session, [folder], ("test",), editable=dist not in NATIVE, extra=("mypy>=1.11",))
         session.run(
             "mypy",
             "--config-file",
@@ -238,7 +240,7 @@ def integration(session: nox.Session) -> None:
 def docs(session: nox.Session) -> None:
     """Build the mkdocs-material site (package pages from READMEs, API by mkdocstrings) with --strict."""
     folders = [f for _, f in MEMBERS.values()]
-    _install(session, folders, (), editable=True, extra=tuple(_group(ROOT, "docs")))
+    _install(session, folders, (), extra=tuple(_group(ROOT, "docs")))
     session.run(
         "mkdocs", "build", "--strict", "-f", "docs/mkdocs.yml", "--site-dir", str(BUILD / "site")
     )
