@@ -109,6 +109,7 @@ def _install(
     *,
     editable: bool = False,
     extra: tuple[str, ...] = (),
+    own_extras: bool = False,
 ) -> None:
     """Install workspace members (wheels, or editable) plus their dependency groups.
 
@@ -120,6 +121,11 @@ def _install(
     for f in folders:
         reqs += _group(f, *groups)
     extras: dict[str, set[str]] = {n: set() for n in names}
+    if own_extras:  # every optional-dependency extra the members themselves declare
+        for n, f in names.items():
+            extras[n] |= set(
+                _load(f / "pyproject.toml")["project"].get("optional-dependencies", {})
+            )
     other: list[str] = []
     for r in reqs:
         n = _name_of(r)
@@ -174,8 +180,8 @@ def _register(folder_name: str, dist: str, folder: Path) -> None:
 
         @nox.session(name=f"demo-{folder_name}", tags=["demo", folder_name])
         def demo(session: nox.Session) -> None:
-            _install(session, [folder], (), extra=(), editable=False)
-            session.install("rich>=13", "matplotlib>=3.7")
+            # The demo gets every optional feature of the package and of the core (plots, progress).
+            _install(session, [folder], (), extra=("papershelf[all]",), own_extras=True)
             out = BUILD / "repro" / folder_name
             session.run("papershelf", "repro", dist, "--out", str(out), *session.posargs)
 
@@ -196,6 +202,8 @@ def _register(folder_name: str, dist: str, folder: Path) -> None:
                 "-m",
                 "pytest",
                 "benchmarks",
+                "-o",
+                "python_files=bench_*.py test_*.py",
                 "-p",
                 "no:randomly",
                 "--benchmark-only",
