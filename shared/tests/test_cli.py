@@ -104,3 +104,17 @@ def test_repro_unknown_and_none_installed(
     assert cli.main(["repro", "--out", str(tmp_path)]) == 2
     assert "No papershelf method packages are installed" in capsys.readouterr().out
     assert cli.main(["list"]) == 2
+
+
+def test_repro_pins_threads_and_records_them(
+    methods: dict[str, MethodInfo], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        monkeypatch.setenv(var, "7")
+    assert cli.main(["repro", "alpha", "--out", str(tmp_path), "--threads", "1"]) == 0
+    import os
+
+    assert os.environ["OMP_NUM_THREADS"] == "1" and os.environ["OPENBLAS_NUM_THREADS"] == "1"
+    env = json.loads((tmp_path / "results.json").read_text())["environment"]
+    assert env["blas_threads"] == "1"
+    assert cli.main(["repro", "alpha", "--out", str(tmp_path), "--threads", "0"]) == 2

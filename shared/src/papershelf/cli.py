@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from papershelf.registry import MethodInfo, available_methods
-from papershelf.report import MethodRun, run_methods, write_report
+from papershelf.report import MethodRun, run_methods, set_threads, write_report
 
 
 def _fmt(value: float) -> str:
@@ -87,9 +87,17 @@ def cmd_repro(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.threads < 1:
+        print(f"papershelf: --threads must be at least 1, got {args.threads}", file=sys.stderr)
+        return 2
+    set_threads(args.threads)  # before any demo imports numpy or torch
     out = Path(args.out)
     runs: list[MethodRun] = run_methods(
-        [methods[n] for n in names], quick=not args.full, seed=args.seed, out_dir=out
+        [methods[n] for n in names],
+        quick=not args.full,
+        seed=args.seed,
+        out_dir=out,
+        threads=args.threads,
     )
     rows = []
     for r in runs:
@@ -139,6 +147,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     repro.add_argument(
         "--seed", type=int, default=0, help="seed for every demo (default: %(default)s)"
+    )
+    repro.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="BLAS/OpenMP/torch threads for the demos (default: %(default)s; small demos run far "
+        "faster single-threaded)",
     )
     repro.set_defaults(fn=cmd_repro)
     return parser

@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import tempfile
 import time
 import traceback
@@ -52,10 +53,34 @@ def _progress(total: int) -> Iterator[Any]:
         progress.update(task, completed=total)
 
 
+_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def set_threads(n: int) -> None:
+    """Use ``n`` BLAS/OpenMP/torch threads in this process.
+
+    The environment variables only reach BLAS libraries loaded afterwards (the command sets them
+    before any demo imports numpy); torch is set directly when it is already imported.
+    """
+    for var in _THREAD_VARS:
+        os.environ[var] = str(n)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(n)
+
+
 def run_methods(
-    methods: Sequence[MethodInfo], *, quick: bool, seed: int, out_dir: Path
+    methods: Sequence[MethodInfo],
+    *,
+    quick: bool,
+    seed: int,
+    out_dir: Path,
+    threads: int | None = None,
 ) -> list[MethodRun]:
-    """Run each method's demo; a failure is captured (with its traceback) and the rest still run."""
+    """Run each method's demo; a failure is captured (with its traceback) and the rest still run.
+
+    With ``threads``, BLAS/OpenMP/torch use that many threads (set again after each demo import).
+    """
     runs = []
     with _progress(len(methods)) as progress:
         for i, info in enumerate(methods):
@@ -64,7 +89,10 @@ def run_methods(
             target = out_dir / info.name
             target.mkdir(parents=True, exist_ok=True)
             try:
-                result = info.load_demo()(quick=quick, seed=seed, out_dir=target)
+                demo = info.load_demo()
+                if threads is not None:  # the demo module may have imported torch just now
+                    set_threads(threads)
+                result = demo(quick=quick, seed=seed, out_dir=target)
                 if not isinstance(result, DemoResult):
                     raise TypeError(
                         f"demo of {info.name} returned {type(result).__name__}, not DemoResult"
@@ -123,6 +151,7 @@ def environment(methods: Sequence[MethodInfo]) -> dict[str, Any]:
         "processor": platform.processor() or platform.machine(),
         "device": device,
         "torch_threads": threads,
+        "blas_threads": os.environ.get("OMP_NUM_THREADS", "default"),
         "git_revision": git_revision(),
     }
 

@@ -142,12 +142,20 @@ class OptimizerSuite:
         torch = _torch()
         problem = make_problem()
         before = [p.detach().clone() for p in problem.params]
+        start = float(problem.loss().detach())
         after = _run(self._make(problem.params, **valid_kwargs), problem, self.steps)
         assert any(not torch.equal(a, b) for a, b in zip(after, before, strict=True)), (
             "step() changed nothing"
         )
         for p in after:
             assert torch.isfinite(p).all()
+        end = float(problem.loss().detach())
+        if valid_kwargs.get("maximize", False):
+            assert end > start, (
+                f"maximize: loss fell from {start:.6g} to {end:.6g} in {self.steps} steps"
+            )
+        else:
+            assert end < start, f"loss rose from {start:.6g} to {end:.6g} in {self.steps} steps"
 
     def test_state_dict_round_trip(self, valid_kwargs: dict[str, Any]) -> None:
         torch = _torch()
@@ -211,20 +219,25 @@ class OptimizerSuite:
         problem = make_problem()
         first, rest = problem.params[:1], problem.params[1:]
         before = first[0].detach().clone()
+        before_rest = [p.detach().clone() for p in rest]
         kw = dict(valid_kwargs)
         opt = self._make([{"params": first, "lr": 0.0}, {"params": rest}], **kw)
         _run(opt, problem, self.steps)
         assert len(opt.param_groups) == 2
         torch.testing.assert_close(first[0].detach(), before, rtol=0, atol=0)
+        assert any(
+            not torch.equal(p.detach(), b) for p, b in zip(rest, before_rest, strict=True)
+        ), "the group with the default lr did not move"
 
     def test_maximize_equals_minimizing_the_negation(self, valid_kwargs: dict[str, Any]) -> None:
         if not self.supports_maximize:
             pytest.skip("optimizer declares no maximize option")
         torch = _torch()
         a, b = make_problem(), make_problem()
-        out_a = _run(self._make(a.params, **valid_kwargs), a, self.steps)
+        kw_a = {**valid_kwargs, "maximize": False} if "maximize" in valid_kwargs else valid_kwargs
+        out_a = _run(self._make(a.params, **kw_a), a, self.steps)
         neg = _Problem(b.params, lambda: -b.loss())
-        out_b = _run(self._make(b.params, maximize=True, **valid_kwargs), neg, self.steps)
+        out_b = _run(self._make(b.params, **{**valid_kwargs, "maximize": True}), neg, self.steps)
         for x, y in zip(out_a, out_b, strict=True):
             torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-12)
 
@@ -256,7 +269,7 @@ class OptimizerSuite:
             p = torch.zeros(3, 2, requires_grad=True)
             opt = self._make([p], **error_input.kwargs)
             if error_input.sparse_grad:
-                p.grad = torch.sparse_coo_tensor([[0], [1]], [1.0], (3, 2))
+                p.grad = torch.sparse_coo_tensor([[0], [1]], [1.0], (3, 2), check_invariants=True)
             else:
                 p.grad = torch.ones_like(p)
             with pytest.raises(error_input.error, match=error_input.match):
