@@ -1,0 +1,182 @@
+"""The merging math on task-vector matrices, as plain functions with no hidden state.
+
+Every function here takes task vectors as a matrix ``tv`` of shape ``(n, d)`` (one row per task,
+``τ_i = θ_i − θ_0`` flattened) in float32 or float64. Statistics that depend on the whole row (order
+statistics, minima and maxima) are *arguments* of the elementwise functions, so the same
+elementwise code runs on a whole flattened model (``scope="global"``, the official setting), on one
+tensor (``scope="tensor"``), or on one tensor at a time with statistics gathered by a streaming
+pass over files (:mod:`pcb_merge.streaming`).
+
+PCB-Merging (Du et al., NeurIPS 2024), as the official code computes it::
+
+    a_i   = clip(|τ_i|, lo_i, hi_i)          lo_i = sort(|τ_i|)[int(d·o)]
+                                              hi_i = sort(|τ_i|)[int(d·(1−o)−1)]
+    ĉ_i   = sign(τ_i) · a_i                   (the merged values use the clamped ĉ)
+    ñ_i   = (a_i − lo_i) / (hi_i − lo_i)      (min–max normalisation; min/max of a_i are lo_i/hi_i)
+    intra = exp(n · ñ_i²)
+    inter = tanh(τ_i ⊙ Σ_j τ_j)                        "sum"        (pcb-merging.py, NLP)
+          = tanh(τ_i ⊙ Σ_j sign(τ_j) ñ_j)               "normalized" (vision pcb.py)
+          = Σ_j tanh(τ̃_i ⊙ τ̃_j),  τ̃ = sign(τ) ñ       "pairwise"   (vision pcb_ES.py)
+    β_i   = intra ⊙ inter
+    s_i   = (clip(β_i, q_i, M_i) − q_i) / (M_i − q_i)   q_i = sort(β_i)[int(d·(1−r))], M_i = max β_i
+    τ_m   = Σ_i λ_i ĉ_i s_i / max(Σ_i s_i, 1e-12),      θ = θ_0 + τ_m
+
+Degenerate rows (documented handling, never NaN): when ``hi_i == lo_i`` (a zero or constant
+``|τ_i|``) we set ``ñ_i = 0``; when ``M_i == q_i`` no coordinate lies strictly above the threshold,
+so we set ``s_i = 0`` (task ``i`` contributes nothing). The official code divides by zero there.
+
+TIES-Merging (Yadav et al., 2023) as in the official PCB/TIES repositories::
+
+    k      = d − int(d·K);   t_i = kthvalue(|τ_i|, k)      (1-based; K = density)
+    τ̂_i    = τ_i ⊙ [|τ_i| ≥ t_i]
+    γ      = sign(Σ_i τ̂_i);  γ[γ = 0] = sign(Σ_coords γ)  (one majority sign for exact zero sums)
+    τ_m    = Σ_i λ_i τ̂_i [sign τ̂_i = γ] / max(#{i: sign τ̂_i = γ, τ̂_i ≠ 0}, 1)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "dare_mask",
+    "disjoint_mean",
+    "elect_sign",
+    "kth_smallest",
+    "pcb_beta",
+    "pcb_clamp",
+    "pcb_merge_rows",
+    "pcb_normalized",
+    "pcb_rank_indices",
+    "pcb_scale",
+    "ties_rank",
+    "ties_trim",
+]
+
+INTER_VARIANTS = ("sum", "normalized", "pairwise")
+
+
+def kth_smallest(x: Tensor, index: int) -> Tensor:
+    """The ``index``-th smallest entry (0-based) of every row of ``x`` (shape ``(n,)``)."""
+    return torch.kthvalue(x, index + 1, dim=1).values
+
+
+# --------------------------------------------------------------------------------------------- PCB
+
+
+def pcb_rank_indices(d: int, ratio: float, outlier: float) -> tuple[int, int, int]:
+    """0-based sorted-order indices of the official ``clamp`` helper for a row of length ``d``.
+
+    Returns ``(lo, hi, q)``: ``int(d·o)``, ``int(d·(1−o)−1)`` for the outlier clamp and
+    ``int(d·(1−r))`` for the drop threshold, with Python float arithmetic exactly as the official
+    ``clamp(x, min_ratio, max_ratio)`` (``min_ratio=1−r`` is formed first, then multiplied).
+    """
+    lo = int(d * outlier)
+    hi = int(d * (1 - outlier) - 1)
+    q = int(d * (1 - ratio))
+    hi = max(hi, lo)  # tiny rows: official code would index a smaller hi; keep the clip valid
+    return lo, min(hi, d - 1), min(q, d - 1)
+
+
+def pcb_clamp(tv: Tensor, lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
+    """Outlier clamp: ``a = clip(|τ|, lo, hi)`` per row and ``ĉ = sign(τ)·a``. Returns ``(a, ĉ)``."""
+    a = torch.clamp(tv.abs(), lo.unsqueeze(1), hi.unsqueeze(1))
+    return a, torch.sign(tv) * a
+
+
+def pcb_normalized(a: Tensor, lo: Tensor, hi: Tensor) -> Tensor:
+    """Min–max normalisation of the clamped magnitudes; rows with ``hi == lo`` give 0 (not NaN)."""
+    span = (hi - lo).unsqueeze(1)
+    safe = torch.where(span > 0, span, torch.ones_like(span))
+    return torch.where(span > 0, (a - lo.unsqueeze(1)) / safe, torch.zeros_like(a))
+
+
+def pcb_beta(tv: Tensor, a: Tensor, lo: Tensor, hi: Tensor, *, inter: str) -> Tensor:
+    """Balancing scores ``β = exp(n·ñ²) ⊙ inter`` for the chosen inter-balancing variant."""
+    n = tv.shape[0]
+    nrm = pcb_normalized(a, lo, hi)
+    intra = torch.exp(n * nrm.square())
+    if inter == "sum":
+        cross = torch.tanh(tv * tv.sum(dim=0, keepdim=True))
+    elif inter == "normalized":
+        signed = torch.sign(tv) * nrm
+        cross = torch.tanh(tv * signed.sum(dim=0, keepdim=True))
+    elif inter == "pairwise":
+        signed = torch.sign(tv) * nrm
+        cross = torch.stack([torch.tanh(signed[i] * signed).sum(dim=0) for i in range(n)])
+    else:
+        raise ValueError(f"inter must be one of {INTER_VARIANTS}, got {inter!r}")
+    return intra * cross
+
+
+def pcb_scale(beta: Tensor, q: Tensor, top: Tensor) -> Tensor:
+    """Drop-and-rescale ``s = (clip(β, q, M) − q)/(M − q)``; rows with ``M == q`` give 0."""
+    span = (top - q).unsqueeze(1)
+    safe = torch.where(span > 0, span, torch.ones_like(span))
+    clipped = torch.clamp(beta, q.unsqueeze(1), top.unsqueeze(1))
+    return torch.where(span > 0, (clipped - q.unsqueeze(1)) / safe, torch.zeros_like(beta))
+
+
+def pcb_merge_rows(clamped: Tensor, scale: Tensor, lambdas: Tensor) -> Tensor:
+    """``τ_m = Σ_i λ_i ĉ_i s_i / max(Σ_i s_i, 1e-12)`` (the official weighted average)."""
+    num = (clamped * lambdas.to(clamped.dtype).unsqueeze(1) * scale).sum(dim=0)
+    return num / torch.clamp(scale.sum(dim=0), min=1e-12)
+
+
+# -------------------------------------------------------------------------------------------- TIES
+
+
+def ties_rank(d: int, density: float) -> int:
+    """0-based index of the TIES threshold: ``k − 1`` with ``k = d − int(d·K)``, or -1 (keep all).
+
+    ``density = 1`` gives ``k = 0``, which the official ``kthvalue`` rejects; here it keeps every
+    coordinate (threshold −∞), the obvious meaning of keeping 100%.
+    """
+    return d - int(d * density) - 1
+
+
+def ties_trim(tv: Tensor, threshold: Tensor) -> Tensor:
+    """``τ̂ = τ ⊙ [|τ| ≥ t]`` per row (ties at the threshold are kept, as in the official code)."""
+    return tv * (tv.abs() >= threshold.unsqueeze(1))
+
+
+def elect_sign(trimmed: Tensor, majority: Tensor | float | None = None) -> Tensor:
+    """``γ = sign(Σ_i τ̂_i)``; exact zeros get ``majority`` (default: ``sign(Σ γ)`` over this block).
+
+    In global scope the majority sign must be the one of the whole model; the streaming code
+    computes it in a separate pass and passes it in.
+    """
+    gamma = torch.sign(trimmed.sum(dim=0))
+    if majority is None:
+        majority = torch.sign(gamma.sum())
+    return torch.where(gamma == 0, torch.as_tensor(majority, dtype=gamma.dtype), gamma)
+
+
+def disjoint_mean(trimmed: Tensor, gamma: Tensor, lambdas: Tensor) -> Tensor:
+    """Disjoint mean of the entries agreeing with ``γ``, each weighted by its task's ``λ_i``."""
+    agree = torch.where(gamma.unsqueeze(0) > 0, trimmed > 0, trimmed < 0)
+    count = agree.sum(dim=0).to(trimmed.dtype)
+    weighted = (trimmed * agree * lambdas.to(trimmed.dtype).unsqueeze(1)).sum(dim=0)
+    return weighted / torch.clamp(count, min=1)
+
+
+# -------------------------------------------------------------------------------------------- DARE
+
+
+def _key_seed(seed: int, key: str, task: int) -> int:
+    digest = hashlib.blake2b(f"{seed}\x00{task}\x00{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
+
+
+def dare_mask(shape: Sequence[int], p: float, *, seed: int, key: str, task: int) -> Tensor:
+    """DARE keep-mask for one tensor of one task: ``Bernoulli(1 − p)``, seeded by (seed, key, task).
+
+    Seeding per tensor key makes the result independent of traversal order and of whether the
+    model is merged from memory or streamed from files.
+    """
+    gen = torch.Generator(device="cpu")
+    gen.manual_seed(_key_seed(seed, key, task))
+    return torch.rand(tuple(shape), generator=gen, dtype=torch.float64) >= p
