@@ -249,6 +249,7 @@ def docs(session: nox.Session) -> None:
     """Build the mkdocs-material site (package pages from READMEs, API by mkdocstrings) with --strict."""
     folders = [f for _, f in MEMBERS.values()]
     _install(session, folders, (), extra=tuple(_group(ROOT, "docs")))
+    session.env.update(NO_MKDOCS_2_WARNING="1", DISABLE_MKDOCS_2_WARNING="true")
     session.run(
         "mkdocs", "build", "--strict", "-f", "docs/mkdocs.yml", "--site-dir", str(BUILD / "site")
     )

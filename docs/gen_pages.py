@@ -7,10 +7,15 @@ comes from its README (the method card), and one API page per public module of e
 from __future__ import annotations
 
 import re
-import tomllib
+import sys
 from pathlib import Path
 
 import mkdocs_gen_files
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,7 +52,7 @@ for pyproject in sorted(ROOT.glob("packages/*/pyproject.toml")):
     with mkdocs_gen_files.open(f"packages/{name}.md", "w") as fh:
         fh.write(readme)
     write_api(name, folder / "src", package)
-    rows.append(f"| [{name}](packages/{name}.md) | {project['description']} |")
+    rows.append(f"| [{name}]({name}.md) | {project['description']} |")
 
 write_api("papershelf", ROOT / "shared" / "src", "papershelf")
 with mkdocs_gen_files.open("packages/index.md", "w") as fh:
