@@ -239,6 +239,9 @@ def integration(session: nox.Session) -> None:
         "-q",
         "-p",
         "papershelf.testing.plugin",
+        "--import-mode=importlib",
+        "-W",
+        "error",
         "integration-tests",
         *session.posargs,
     )

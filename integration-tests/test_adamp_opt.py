@@ -29,7 +29,7 @@ def _train(first_layer_optimizer: str, steps: int = 200) -> tuple[float, float, 
     else:
         first = torch.optim.Adam(invariant, lr=1e-2)
     lion = lion_opt.Lion(rest, lr=1e-3, betas=(0.9, 0.99), weight_decay=1e-2)
-    norm0 = float(model[0].weight.norm())
+    norm0 = float(model[0].weight.detach().norm())
     gen = torch.Generator().manual_seed(1)
     for _ in range(steps):
         idx = torch.randint(0, split.X_train.shape[0], (64,), generator=gen)
@@ -47,7 +47,7 @@ def _train(first_layer_optimizer: str, steps: int = 200) -> tuple[float, float, 
         if isinstance(first, AdamP)
         else {}
     )
-    return acc, float(model[0].weight.norm()) / norm0, decisions
+    return acc, float(model[0].weight.detach().norm()) / norm0, decisions
 
 
 def test_adamp_with_lion_learns_and_stops_norm_growth() -> None:

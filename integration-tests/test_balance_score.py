@@ -8,15 +8,13 @@ must drive Balance negative, and a temperature that softens the logits must push
 
 from __future__ import annotations
 
+import balance_score as bs
+import lion_opt
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-lion_opt = pytest.importorskip("lion_opt")
-
-import balance_score as bs  # noqa: E402
-
-from papershelf.data import load_split  # noqa: E402
+from papershelf.data import load_split
 
 
 def _train(

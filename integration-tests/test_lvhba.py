@@ -3,14 +3,11 @@ trained with Lion on the re-weighted noisy training set, as a downstream project
 
 from __future__ import annotations
 
+import lion_opt
 import numpy as np
-import pytest
 import torch
-
-lion_opt = pytest.importorskip("lion_opt")
-
-from lvhba import LVHBA  # noqa: E402
-from lvhba.examples.svm import load_svm_data, svm_problem  # noqa: E402
+from lvhba import LVHBA
+from lvhba.examples.svm import load_svm_data, svm_problem
 
 
 def _train_logistic(
