@@ -26,33 +26,15 @@ class TestTTTSEstimatorChecks(EstimatorSuite):
         TTTSClassifier(DecisionTreeClassifier(random_state=0), prefit=False, method="exact"),
         TTTSClassifier(DecisionTreeClassifier(random_state=0), prefit=False, random_state=0),
     ]
-    expected_failed_checks: ClassVar[dict[str, str]] = {}
 
-    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
-        # per-estimator expected failures: only the Monte Carlo instance is batch-dependent
-        if "sklearn_check" not in metafunc.fixturenames:
-            super().pytest_generate_tests(metafunc)
-            return
-        from sklearn.utils.estimator_checks import estimator_checks_generator
-
-        mc_failures = {
+    def expected_failures(self, estimator: Any) -> dict[str, str]:
+        # only the Monte Carlo instance is batch-dependent; the exact one passes every check
+        if estimator.method != "monte_carlo":
+            return {}
+        return {
             "check_methods_subset_invariance": _BATCH,
             "check_methods_sample_order_invariance": _BATCH,
         }
-        params = []
-        for est in self.estimators:
-            expected = mc_failures if est.method == "monte_carlo" else {}
-            for e, check in estimator_checks_generator(est, legacy=True):
-                name = getattr(check, "func", check).__name__
-                # strict xfail, so a check that starts passing is reported (the core suite passes
-                # mark=None to scikit-learn, which does not mark expected failures at all)
-                marks = (
-                    [pytest.mark.xfail(strict=True, reason=expected[name])]
-                    if name in expected
-                    else []
-                )
-                params.append(pytest.param(e, check, id=f"{est.method}-{name}", marks=marks))
-        metafunc.parametrize("estimator,sklearn_check", params)
 
 
 @pytest.fixture
