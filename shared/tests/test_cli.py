@@ -17,7 +17,7 @@ DEMO = textwrap.dedent(
     def good(*, quick=True, seed=0, out_dir=None):
         return DemoResult(claim="x beats y", metric="error (lower is better)", method_value=0.1,
                           baseline_value=0.3 + seed, baseline="y", holds=True,
-                          table=[{"model": "x", "error": 0.1}, {"model": "y", "error": 0.3}])
+                          table=[{"model": "x", "error": 0.1}, {"model": "y", "error": 0.3, "max |x|": 2.0}])
 
     def bad(*, quick=True, seed=0, out_dir=None):
         raise RuntimeError("boom")
@@ -78,6 +78,8 @@ def test_repro_success_writes_results_and_report(
     assert {"versions", "device", "git_revision"} <= set(results["environment"])
     report = (out / "REPORT.md").read_text()
     assert "| alpha |" in report and "x beats y" in report
+    assert "| model | error | max \\|x\\| |" in report  # union of keys, pipes escaped
+    assert "| y | 0.3 | 2 |" in report
 
 
 def test_repro_reports_failures_and_runs_the_rest(

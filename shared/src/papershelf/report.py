@@ -179,6 +179,15 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _fmt_cell(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _md_row(cells: Sequence[str]) -> str:
+    """One Markdown table row; a ``|`` inside a cell (e.g. ``max λ|x|``) is escaped."""
+    return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+
 def write_report(runs: Sequence[MethodRun], out_dir: Path, *, seed: int, quick: bool) -> Path:
     """Write ``results.json`` and ``REPORT.md`` into ``out_dir``; return the report's path."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -206,20 +215,24 @@ def write_report(runs: Sequence[MethodRun], out_dir: Path, *, seed: int, quick: 
         f"Run: {'quick' if quick else 'full'}, seed {seed}, device {env['device']}, "
         f"torch threads {env['torch_threads']}, git {env['git_revision']}.",
         "",
-        "| method | claim | metric | method | baseline | holds | time (s) |",
-        "|---|---|---|---|---|---|---|",
+        _md_row(["method", "claim", "metric", "method", "baseline", "holds", "time (s)"]),
+        _md_row(["---"] * 7),
     ]
     for r in runs:
         if r.result is None:
-            lines.append(
-                f"| {r.info.name} | {r.info.claim} | - | - | - | **failed** | {r.wall_s:.1f} |"
-            )
+            cells = [r.info.name, r.info.claim, "-", "-", "-", "**failed**", f"{r.wall_s:.1f}"]
         else:
             x = r.result
-            lines.append(
-                f"| {r.info.name} | {x.claim} | {x.metric} | {x.method_value:.4g} | "
-                f"{x.baseline_value:.4g} ({x.baseline}) | {'yes' if x.holds else '**no**'} | {r.wall_s:.1f} |"
-            )
+            cells = [
+                r.info.name,
+                x.claim,
+                x.metric,
+                f"{x.method_value:.4g}",
+                f"{x.baseline_value:.4g} ({x.baseline})",
+                "yes" if x.holds else "**no**",
+                f"{r.wall_s:.1f}",
+            ]
+        lines.append(_md_row(cells))
     for r in runs:
         lines += [
             "",
@@ -232,14 +245,10 @@ def write_report(runs: Sequence[MethodRun], out_dir: Path, *, seed: int, quick: 
             lines += ["The demo failed:", "", "```", r.error.rstrip(), "```"]
             continue
         if r.result.table:
-            keys = list(r.result.table[0])
-            lines += ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+            keys = list(dict.fromkeys(k for row in r.result.table for k in row))
+            lines += [_md_row(keys), _md_row(["---"] * len(keys))]
             for row in r.result.table:
-                cells = [
-                    f"{row.get(k):.4g}" if isinstance(row.get(k), float) else str(row.get(k, ""))
-                    for k in keys
-                ]
-                lines.append("| " + " | ".join(cells) + " |")
+                lines.append(_md_row([_fmt_cell(row.get(k, "")) for k in keys]))
         for fig in r.result.figures:
             rel = os.path.relpath(fig, out_dir)
             lines += ["", f"![{r.info.name}]({rel})"]
