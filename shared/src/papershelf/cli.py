@@ -30,10 +30,13 @@ def _print_table(rows: list[list[str]], header: list[str]) -> None:
         for r in [header, ["-" * w for w in widths], *rows]:
             print("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)))
         return
+    console = Console()
+    if not console.is_terminal:  # a log or a pipe: do not squeeze long claims into 80 columns
+        console = Console(width=max(console.width, 220))
     table = Table(*header, show_lines=False)
     for r in rows:
         table.add_row(*r)
-    Console().print(table)
+    console.print(table)
 
 
 def cmd_list(_: argparse.Namespace) -> int:
