@@ -318,3 +318,56 @@ def test_smooth_ece_properties(rng: np.random.Generator) -> None:
     y3 = (rng.random(3000) < p).astype(int)
     assert bs.smooth_calibration_error(y3, over, mode="top_label") > 0.08
     assert bs.smooth_calibration_error(y3, p, mode="top_label") < 0.03
+
+
+@pytest.mark.parametrize("n_bins", [2, 3, 5, 7, 10, 11, 13, 15, 20, 37, 100, 1000])
+def test_uniform_plans_exact_near_every_edge(n_bins: int) -> None:
+    """Both search-free paths (verified-exact division, and division + near-edge re-check) equal
+    searchsorted on every double within 3 ulps of every edge, and in the chunked kernels."""
+    from balance_score._binning import CHUNK, _uniform_plan, assign_bins, binned_sums
+
+    plan = _uniform_plan(n_bins)
+    assert plan is not None
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    up, down = [edges], [edges]
+    for _ in range(3):
+        up.append(np.nextafter(up[-1], 2.0))
+        down.append(np.nextafter(down[-1], -1.0))
+    g = np.clip(np.concatenate(up + down), 0.0, 1.0)
+    g = np.concatenate([np.tile(g, CHUNK // g.size + 2), np.random.default_rng(0).random(999)])
+    expected = np.searchsorted(edges[1:-1], g, side="right")
+    np.testing.assert_array_equal(assign_bins(g, edges), expected)
+    y = (np.arange(g.size) % 3 == 0).astype(np.int64)
+    _, rsum, _ = binned_sums(y, g, None, edges, "positive", weights=False)
+    np.testing.assert_allclose(
+        rsum, np.bincount(expected, weights=y - g, minlength=n_bins), atol=1e-9
+    )
+
+
+def test_both_uniform_plans_are_used() -> None:
+    from balance_score._binning import _uniform_plan
+
+    assert _uniform_plan(10) == (0.1, 0)  # exact: no correction needed
+    general = _uniform_plan(11)
+    assert general is not None and general[1] > 0  # the near-edge re-check path
+
+
+def test_integer_and_bool_labels_skip_the_float_copy_but_agree() -> None:
+    rng = np.random.default_rng(3)
+    q = rng.random(70_001)
+    q[:500] = np.round(q[:500], 1)
+    y = rng.random(q.size) < q
+    for mode in ("positive", "top_label"):
+        ref = bs.expected_calibration_error(y.astype(float), q, mode=mode, n_bins=11)
+        for labels in (y, y.astype(np.int8), y.astype(np.uint64), y.astype(np.int64)):
+            assert bs.expected_calibration_error(labels, q, mode=mode, n_bins=11) == ref
+    ref = bs.balance_score(y.astype(float), q)
+    assert bs.balance_score(y, q) == ref == bs.balance_score(y.astype(np.int64), q)
+    assert bs.balance_score(y, q) == pytest.approx(float(np.mean(bs.balance_gain(y, q))), abs=1e-12)
+
+
+def test_negative_zero_probability_is_accepted() -> None:
+    q = np.array([-0.0, 0.3, 1.0])
+    assert bs.expected_calibration_error([0, 1, 1], q) == bs.expected_calibration_error(
+        [0, 1, 1], np.abs(q)
+    )

@@ -17,6 +17,8 @@ FloatArray = NDArray[np.float64]
 #: largest tolerated deviation of a two-column ``predict_proba`` row sum from 1
 ROW_SUM_TOL = 1e-5
 
+_ONE_BITS = int(np.array(1.0).view(np.uint64))
+
 
 def as_array(x: Any, name: str) -> np.ndarray:
     """``x`` as a numpy array; torch tensors (any device, any float dtype) are detached to the CPU."""
@@ -59,7 +61,12 @@ def check_probabilities(y_prob: Any, name: str = "y_prob") -> FloatArray:
     if q.shape[0] == 0:
         raise ValueError(f"{name} is empty: need at least one sample")
     q = q.astype(np.float64, copy=False)
-    lo, hi = float(q.min()), float(q.max())
+    # one pass: as unsigned integers, the bit patterns of +0.0 .. 1.0 are exactly 0 .. bits(1.0);
+    # negatives (even -0.0), NaN and inf are all larger. Only if that fails, look closer.
+    if int(q.view(np.uint64).max()) <= _ONE_BITS:
+        lo, hi = 0.0, 1.0
+    else:
+        lo, hi = float(q.min()), float(q.max())
     if not (lo >= 0.0 and hi <= 1.0):  # False for NaN as well
         nan = np.isnan(q)
         if nan.any():
@@ -92,11 +99,15 @@ def _is_set(values: np.ndarray, allowed: tuple[float, ...]) -> bool:
     return bool(ok.all())
 
 
-def check_labels(y_true: Any, pos_label: Any, name: str = "y_true") -> FloatArray:
+def check_labels(
+    y_true: Any, pos_label: Any, name: str = "y_true", *, as_float: bool = True
+) -> NDArray[Any]:
     """Binary labels as a float64 0/1 array (1 = ``pos_label``).
 
     With ``pos_label=None`` the labels must be a subset of {0, 1} or {-1, 1} (or booleans), and 1
     (``True``) is positive, as in scikit-learn. Any other pair of labels needs ``pos_label``.
+    ``as_float=False``: 0/1 integer or boolean labels are returned as they are (no float copy);
+    the caller converts them chunk by chunk.
     """
     y = as_array(y_true, name)
     if y.ndim == 2 and y.shape[1] == 1:
@@ -108,7 +119,10 @@ def check_labels(y_true: Any, pos_label: Any, name: str = "y_true") -> FloatArra
     numeric = y.dtype.kind in "biuf"
     if pos_label is None:
         if y.dtype.kind == "b":
-            return y.astype(np.float64)
+            return y if not as_float else y.astype(np.float64)
+        if y.dtype.kind in "iu" and int(y.view(f"u{y.dtype.itemsize}").max()) <= 1:
+            # one pass: as unsigned, exactly the labels 0 and 1 are <= 1 (negatives wrap around)
+            return y if not as_float else y.astype(np.float64)
         if not numeric:
             labels = np.unique(y)
             raise ValueError(
@@ -174,6 +188,18 @@ def check_binary(
     """Validate one binary problem: ``(y, q, w)`` with y in {0., 1.}, q = P(positive) in [0, 1]."""
     q = check_probabilities(y_prob)
     y = check_labels(y_true, pos_label)
+    if y.shape[0] != q.shape[0]:
+        raise ValueError(f"y_true and y_prob have different lengths: {y.shape[0]} and {q.shape[0]}")
+    return y, q, check_weights(sample_weight, y.shape[0])
+
+
+def check_binary_raw(
+    y_true: Any, y_prob: Any, *, pos_label: Any = None, sample_weight: Any = None
+) -> tuple[NDArray[Any], FloatArray, FloatArray | None]:
+    """:func:`check_binary`, but 0/1 integer or boolean labels are not copied to float64: for
+    the chunked kernels, which convert each chunk (same checks, same errors)."""
+    q = check_probabilities(y_prob)
+    y = check_labels(y_true, pos_label, as_float=False)
     if y.shape[0] != q.shape[0]:
         raise ValueError(f"y_true and y_prob have different lengths: {y.shape[0]} and {q.shape[0]}")
     return y, q, check_weights(sample_weight, y.shape[0])

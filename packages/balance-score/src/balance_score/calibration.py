@@ -30,7 +30,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from balance_score._binning import bin_edges, binned_sums, gap_norm, scores_and_residuals
-from balance_score._validation import check_binary, check_choice, check_int
+from balance_score._validation import check_binary_raw, check_choice, check_int
 
 FloatArray = NDArray[np.float64]
 
@@ -82,12 +82,12 @@ def _prepare(
     mode: str,
     pos_label: Any,
     sample_weight: Any,
-) -> tuple[FloatArray, FloatArray, FloatArray | None, FloatArray, float]:
-    """Validated ``(y, q, w, edges, total weight)``."""
+) -> tuple[NDArray[Any], FloatArray, FloatArray | None, FloatArray, float]:
+    """Validated ``(y, q, w, edges, total weight)``; ``y`` 0/1 labels of any real dtype."""
     m = check_int(n_bins, "n_bins")
     check_choice(strategy, "strategy", STRATEGIES)
     check_choice(mode, "mode", MODES)
-    y, q, w = check_binary(y_true, y_prob, pos_label=pos_label, sample_weight=sample_weight)
+    y, q, w = check_binary_raw(y_true, y_prob, pos_label=pos_label, sample_weight=sample_weight)
     if strategy == "uniform":
         edges = bin_edges(q, m, strategy)
     else:

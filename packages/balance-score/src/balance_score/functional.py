@@ -35,6 +35,7 @@ from numpy.typing import NDArray
 from balance_score._binning import CHUNK
 from balance_score._validation import (
     check_binary,
+    check_binary_raw,
     check_choice,
     check_probabilities,
     check_threshold,
@@ -57,17 +58,25 @@ def _gain(y: FloatArray, q: FloatArray, t: float) -> FloatArray:
     return d
 
 
-def _gain_sum(y: FloatArray, q: FloatArray, t: float, w: FloatArray | None) -> float:
-    """Σ_i w_i g_i = Σ_i (w_i s_i)(y_i − q_i), in cache-sized chunks so large inputs are read once."""
+def _gain_sum(y: NDArray[Any], q: FloatArray, t: float, w: FloatArray | None) -> float:
+    """Σ_i w_i g_i = 2 Σ_{q_i ≥ t} w_i (y_i − q_i) − Σ_i w_i (y_i − q_i), in cache-sized chunks so
+    large inputs are read once. ``y`` holds 0/1 labels of any real dtype (converted per chunk)."""
     total = 0.0
+    n = min(CHUNK, q.shape[0])
+    d_buf, m_buf, pos_buf = np.empty(n), np.empty(n), np.empty(n, dtype=bool)
     for a in range(0, q.shape[0], CHUNK):
         qc = q[a : a + CHUNK]
-        s = _side(qc, t)
+        k = qc.shape[0]
+        d, mk, pos = d_buf[:k], m_buf[:k], pos_buf[:k]
+        np.copyto(d, y[a : a + CHUNK], casting="unsafe")  # 0/1 labels: exact in float64
+        np.subtract(d, qc, out=d)
         if w is not None:
-            s *= w[a : a + CHUNK]
-        d = y[a : a + CHUNK] - qc
-        d *= s  # elementwise + pairwise sum: no BLAS call, so no dependence on BLAS threading
-        total += float(d.sum())
+            np.multiply(d, w[a : a + CHUNK], out=d)
+        np.greater_equal(qc, t, out=pos)
+        np.copyto(mk, pos, casting="unsafe")
+        np.multiply(mk, d, out=mk)
+        # elementwise + pairwise sums: no BLAS call, so no dependence on BLAS threading
+        total += 2.0 * float(mk.sum()) - float(d.sum())
     return total
 
 
@@ -111,7 +120,7 @@ def balance_score(
         on balanced labels).
     """
     t = check_threshold(threshold)
-    y, q, w = check_binary(y_true, y_prob, pos_label=pos_label, sample_weight=sample_weight)
+    y, q, w = check_binary_raw(y_true, y_prob, pos_label=pos_label, sample_weight=sample_weight)
     denom = float(q.shape[0]) if w is None else float(w.sum())
     return _gain_sum(y, q, t, w) / denom
 

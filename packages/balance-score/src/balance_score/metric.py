@@ -21,7 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from balance_score._binning import bin_edges, binned_sums, gap_norm
-from balance_score._validation import check_binary, check_choice, check_int, check_threshold
+from balance_score._validation import check_binary_raw, check_choice, check_int, check_threshold
 from balance_score.brier import _squared_error_sum
 from balance_score.functional import _gain_sum
 
@@ -42,8 +42,8 @@ class _Streaming:
 
     def _batch(
         self, y_true: Any, y_prob: Any, sample_weight: Any
-    ) -> tuple[FloatArray, FloatArray, FloatArray | None]:
-        y, q, w = check_binary(
+    ) -> tuple[NDArray[Any], FloatArray, FloatArray | None]:
+        y, q, w = check_binary_raw(
             y_true, y_prob, pos_label=self.pos_label, sample_weight=sample_weight
         )
         self.n_samples += int(q.shape[0])
