@@ -13,7 +13,7 @@ import torch
 from apg_guidance import AdaptiveProjectedGuidance, ClassifierFreeGuidance, apg, cfg, sample
 from apg_guidance.digits import DigitsDenoiser
 
-SHAPE = (2, 4, 128, 128)
+BATCHES = [2, 8]  # (B, 4, 128, 128) latents: SDXL-sized; B = 8 is a realistic batch
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
@@ -42,16 +42,21 @@ def _threads() -> None:
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("impl", ["cfg", "apg", "apg_listing_naive"])
-def test_combine_step(benchmark: Any, impl: str, device: str) -> None:
+@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("impl", ["cfg", "apg", "apg_stateful", "apg_listing_naive"])
+def test_combine_step(benchmark: Any, impl: str, batch: int, device: str) -> None:
+    shape = (batch, 4, 128, 128)
     g = torch.Generator().manual_seed(0)
-    c = torch.randn(SHAPE, generator=g).to(device)
-    u = torch.randn(SHAPE, generator=g).to(device)
+    c = torch.randn(shape, generator=g).to(device)
+    u = torch.randn(shape, generator=g).to(device)
     state: list[Any] = [None]
+    guide = AdaptiveProjectedGuidance(7.5, eta=0.0, norm_threshold=15.0, momentum=-0.5)
 
     def step() -> torch.Tensor:
         if impl == "cfg":
             out = cfg(c, u, 7.5)
+        elif impl == "apg_stateful":
+            out = guide(c, u)
         elif impl == "apg":
             out, state[0] = apg(
                 c, u, 7.5, eta=0.0, norm_threshold=15.0, momentum=-0.5, state=state[0]
@@ -62,7 +67,7 @@ def test_combine_step(benchmark: Any, impl: str, device: str) -> None:
         return out
 
     benchmark.extra_info.update(
-        {"threads": torch.get_num_threads(), "shape": SHAPE, "device": device}
+        {"threads": torch.get_num_threads(), "shape": shape, "device": device}
     )
     benchmark.pedantic(step, rounds=30, iterations=3, warmup_rounds=3)
 

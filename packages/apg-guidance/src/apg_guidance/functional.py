@@ -96,17 +96,17 @@ def _reduce_dims(ndim: int, dims: int | Sequence[int] | None) -> tuple[int, ...]
 
 def _as_rows(x: torch.Tensor, red: tuple[int, ...]) -> torch.Tensor:
     """View ``x`` as (rows, features): reduced dims last and flattened."""
+    if red[0] == x.ndim - len(red):  # reduced dims are already trailing (sorted, unique)
+        return x.reshape(-1, math.prod(x.shape[red[0] :]))
     keep = tuple(d for d in range(x.ndim) if d not in red)
     n = math.prod(x.shape[d] for d in red)
-    if keep == tuple(range(len(keep))):  # reduced dims are already trailing
-        return x.reshape(-1, n)
     return x.permute(*keep, *red).reshape(-1, n)
 
 
 def _from_rows(rows: torch.Tensor, shape: torch.Size, red: tuple[int, ...]) -> torch.Tensor:
-    keep = tuple(d for d in range(len(shape)) if d not in red)
-    if keep == tuple(range(len(keep))):
+    if red[0] == len(shape) - len(red):
         return rows.reshape(shape)
+    keep = tuple(d for d in range(len(shape)) if d not in red)
     perm = (*keep, *red)
     permuted = rows.reshape([shape[d] for d in perm])
     inverse = [perm.index(d) for d in range(len(shape))]
@@ -114,8 +114,26 @@ def _from_rows(rows: torch.Tensor, shape: torch.Size, red: tuple[int, ...]) -> t
 
 
 def _rowdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Row-wise inner products of two (M, N) tensors in one pass (batched BLAS dot)."""
-    return torch.bmm(a.unsqueeze(1), b.unsqueeze(2)).view(-1)
+    """Row-wise inner products of two (M, N) tensors, shape (M,).
+
+    ``torch.linalg.vecdot`` rather than a batched ``bmm`` of (M, 1, N) by (M, N, 1): on CPU the
+    latter falls back to a slow non-BLAS kernel (about 5x slower at (2, 65536)).
+    """
+    dots: torch.Tensor = torch.linalg.vecdot(a, b, dim=1)
+    return dots
+
+
+#: Up to this many rows on CPU (and without autograd), the per-sample reductions are one BLAS
+#: ``dot`` per row and the per-sample scalars are plain Python floats: a handful of kernel calls
+#: in all, instead of a dozen small tensor ops whose dispatch overhead dominated at B = 2.
+_FEW_ROWS = 16
+
+
+def _use_scalar_path(*tensors: torch.Tensor) -> bool:
+    t = tensors[0]
+    if t.device.type != "cpu" or t.ndim != 2 or t.shape[0] > _FEW_ROWS:
+        return False
+    return not (torch.is_grad_enabled() and any(x.requires_grad for x in tensors))
 
 
 def _compute_dtype(dtype: torch.dtype, compute_dtype: torch.dtype | None) -> torch.dtype:
@@ -235,6 +253,56 @@ def project(
     )
 
 
+def _combine_coefficients(
+    mr: torch.Tensor,
+    cr: torch.Tensor,
+    *,
+    coef: float,
+    eta: float,
+    norm_threshold: float,
+    cond_anchor: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row weights ``(a_c, b_m)``, each (M, 1) in ``mr``'s dtype, of ``c`` and ``m``.
+
+    ``coef * nu = b_c c + b_m m`` with ``nu = clip * (m - (1 - eta) k c)``,
+    ``clip = min(1, r / ||m||)`` (1 if ``r = 0``) and ``k = <m, c> / max(||c||, 1e-12)^2``;
+    ``a_c = 1 + b_c`` when the anchor is ``c`` itself, else ``b_c``. Only the reductions read
+    whole tensors, in ``mr``'s dtype (never half by default).
+    """
+    r, need_proj = norm_threshold, eta != 1.0
+    rows = mr.shape[0]
+    if _use_scalar_path(mr, cr):
+        # Few rows on CPU: the three reductions (two norms over all rows, one BLAS dot a row),
+        # then the scalar algebra in Python floats (float64) and one small coefficient tensor.
+        m_norm = torch.linalg.vector_norm(mr, dim=1).tolist() if r > 0.0 else None
+        if need_proj:
+            c_norm = torch.linalg.vector_norm(cr, dim=1).tolist()
+            mc = [torch.dot(x, y).item() for x, y in zip(mr.unbind(), cr.unbind(), strict=True)]
+        coefs: list[float] = []
+        for i in range(rows):
+            clip_i = 1.0
+            if m_norm is not None and m_norm[i] > r:  # also keeps a zero difference NaN-free
+                clip_i = r / m_norm[i]
+            bc_i = 0.0
+            if need_proj:
+                bc_i = -coef * (1.0 - eta) * clip_i * (mc[i] / max(c_norm[i], _NORMALIZE_EPS) ** 2)
+            coefs += [1.0 + bc_i if cond_anchor else bc_i, coef * clip_i]
+        both = torch.tensor(coefs, dtype=mr.dtype).view(rows, 2, 1)
+        return both[:, 0], both[:, 1]
+    if r > 0.0:
+        # r / 0 = inf, so a zero difference keeps scale 1 (no NaN)
+        clip = torch.clamp(r / torch.linalg.vector_norm(mr, dim=1), max=1.0)
+    else:
+        clip = torch.ones(rows, dtype=mr.dtype, device=mr.device)
+    if need_proj:
+        k = _rowdot(mr, cr) / _rowdot(cr, cr).clamp_min(_NORMALIZE_EPS**2)
+        b_c = (-coef * (1.0 - eta)) * clip * k
+    else:
+        b_c = torch.zeros_like(clip)
+    a_c = b_c + 1.0 if cond_anchor else b_c
+    return a_c.unsqueeze(1), (coef * clip).unsqueeze(1)
+
+
 def apg(
     pred_cond: torch.Tensor,
     pred_uncond: torch.Tensor,
@@ -317,9 +385,9 @@ def apg(
                 f"state is on {state.device} but the predictions are on {pred_cond.device}"
             )
 
-    c = pred_cond.to(cd)
-    delta = c - pred_uncond.to(cd)
-    # m_t = Delta + beta * m_{t-1}
+    c = pred_cond if pred_cond.dtype == cd else pred_cond.to(cd)
+    delta = torch.sub(c, pred_uncond if pred_uncond.dtype == cd else pred_uncond.to(cd))
+    # m_t = Delta + beta * m_{t-1}, in place (Delta is a fresh tensor): the paper's order
     m = delta.add_(state.to(cd), alpha=beta) if beta != 0.0 and state is not None else delta
     new_state = m
 
@@ -329,24 +397,17 @@ def apg(
         return guided.to(pred_cond.dtype), new_state
 
     cr, mr = _as_rows(c, red), _as_rows(m, red)
-    if r > 0.0:
-        mnorm = torch.linalg.vector_norm(mr, dim=1)
-        # r / 0 = inf, so a zero difference keeps scale 1 (no NaN)
-        clip = torch.clamp(r / mnorm, max=1.0)
-    else:
-        clip = torch.ones(mr.shape[0], dtype=cd, device=mr.device)
-    if e != 1.0:
-        k = _rowdot(mr, cr) / _rowdot(cr, cr).clamp_min(_NORMALIZE_EPS**2)
-    else:
-        k = torch.zeros_like(clip)
-    # nu = clip * (m - (1 - eta) * k * c); guided = anchor + coef * nu
-    b_m = (coef * clip).unsqueeze(1)
-    b_c = (-coef * (1.0 - e) * clip * k).unsqueeze(1)
+    # guided = anchor + coef * nu with nu = clip * (m - (1 - eta) * k * c), k = <m, c> / ||c||^2,
+    # regrouped per sample as a_c * c + b_m * m (+ D_u for the diffusers anchor): two passes
+    # over memory after the reductions, the second in place.
+    a_c, b_m = _combine_coefficients(
+        mr, cr, coef=coef, eta=e, norm_threshold=r, cond_anchor=anchor == "cond"
+    )
     if anchor == "cond":
-        out_rows = torch.addcmul(cr * (1.0 + b_c), mr, b_m)
+        out_rows = torch.mul(cr, a_c)
     else:
-        ur = _as_rows(pred_uncond.to(cd), red)
-        out_rows = torch.addcmul(torch.addcmul(ur, cr, b_c), mr, b_m)
+        out_rows = torch.addcmul(_as_rows(pred_uncond.to(cd), red), cr, a_c)
+    out_rows.addcmul_(mr, b_m)
     guided = _from_rows(out_rows, pred_cond.shape, red)
     return guided.to(pred_cond.dtype), new_state
 
