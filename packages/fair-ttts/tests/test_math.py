@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import Any, Literal
 
 import numpy as np
 import pytest
@@ -215,3 +216,34 @@ def test_propagate_boost_only_changes_unprivileged_rows(
     assert np.any(np.abs(plain[unpriv] - boosted[unpriv]) > 1e-3)
     # the boost moves unprivileged rows towards the favourable class on average
     assert boosted[unpriv, 1].mean() > plain[unpriv, 1].mean()
+
+
+@pytest.mark.parametrize("method", ["exact", "monte_carlo"])
+def test_zero_flip_apply_path_equals_numpy_walk(
+    forest: Any, biased: Any, split: Any, method: Literal["exact", "monte_carlo"]
+) -> None:
+    # with every p = 0, propagate lets scikit-learn's Tree.apply walk the trees; without the Tree
+    # objects it walks them in numpy: both give predict_proba, with and without the boost
+    _, te = split
+    f = compile_trees([t.tree_ for t in forest.estimators_])
+    assert len(f.sklearn_trees) == forest.n_estimators
+    bare = dataclasses.replace(f, sklearn_trees=())
+    params = flip_parameters(f, "fixed", p_max=0.0)
+    X = biased.X[te].astype(np.float32).astype(np.float64)
+    child = np.where(f.is_internal & (f.feature == 0), more_negative_child(f, 1), -1)
+    expected = forest.predict_proba(biased.X[te])
+    for boost in (None, Boost(9.0, child, X[:, 0] == 0)):
+        got = [
+            propagate(
+                g,
+                X,
+                params,
+                method=method,
+                n_simulations=3,
+                rng=np.random.default_rng(0),
+                boost=boost,
+            )
+            for g in (f, bare)
+        ]
+        np.testing.assert_allclose(got[0], got[1], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(got[0], expected, rtol=0, atol=1e-12)

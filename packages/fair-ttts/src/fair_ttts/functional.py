@@ -37,10 +37,11 @@ per visited node, flip iff :math:`u \\le p`), kept for parity tests and benchmar
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+from sklearn.tree._tree import Tree
 
 Heuristic = Literal["distance", "fixed", "depth", "agreement", "confidence"]
 HEURISTICS: tuple[str, ...] = ("distance", "fixed", "depth", "agreement", "confidence")
@@ -63,7 +64,10 @@ class CompiledForest:
     Node ids are global (tree ``k``'s nodes follow tree ``k - 1``'s). ``left``/``right`` are ``-1``
     at leaves, ``feature`` is ``-2`` at leaves. ``value`` holds each node's class distribution
     normalised to sum to one (the leaf rows are what scikit-learn's ``predict_proba`` averages);
-    ``weight`` is the node's weighted training sample count.
+    ``weight`` is the node's weighted training sample count. ``sklearn_trees`` keeps the
+    scikit-learn ``Tree`` objects the table was built from (empty when they are not scikit-learn
+    trees): :func:`~fair_ttts.walk.propagate` lets their compiled ``apply`` do the walk when no
+    node can flip.
     """
 
     left: np.ndarray
@@ -75,6 +79,7 @@ class CompiledForest:
     depth: np.ndarray
     tree: np.ndarray
     roots: np.ndarray
+    sklearn_trees: tuple[Any, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def n_trees(self) -> int:
@@ -145,6 +150,7 @@ def compile_trees(trees: Sequence[Any]) -> CompiledForest:
         depth=np.concatenate(depths),
         tree=np.concatenate(tree_ids),
         roots=np.asarray(roots, dtype=np.int64),
+        sklearn_trees=tuple(trees) if all(isinstance(t, Tree) for t in trees) else (),
     )
 
 

@@ -42,9 +42,14 @@ def propagate(
         if n_simulations < 1:
             raise ValueError(f"n_simulations must be >= 1, got {n_simulations!r}")
     X = np.ascontiguousarray(X, dtype=np.float64)
+    if forest.sklearn_trees and not np.any(params[0][forest.is_internal] > 0):
+        # Every p is 0 (the boost multiplies p, so it cannot make it positive): the walk is
+        # scikit-learn's deterministic one, so let its compiled ``apply`` do the traversal. The
+        # random stream is not needed (a Monte Carlo walk never flips).
+        return _natural_leaves_proba(forest, X)
+    tables = _Tables.build(forest, params)
     n = X.shape[0]
     out = np.zeros((n, forest.n_classes))
-    tables = _Tables.build(forest, params)
     step = max(1, _CHUNK_ENTRIES // forest.n_trees)
     for start in range(0, n, step):
         stop = min(n, start + step)
@@ -54,43 +59,63 @@ def propagate(
     return out
 
 
+def _natural_leaves_proba(forest: CompiledForest, X: np.ndarray) -> np.ndarray:
+    """Mean leaf distribution of the deterministic walks, traversed by scikit-learn's ``Tree.apply``."""
+    X32 = np.ascontiguousarray(X, dtype=np.float32)  # exact: X holds float32 values
+    out = np.zeros((X.shape[0], forest.n_classes))
+    for root, tree in zip(forest.roots.tolist(), forest.sklearn_trees):
+        out += forest.value[tree.apply(X32) + root]
+    out /= forest.n_trees
+    return out
+
+
 @dataclass(frozen=True)
 class _Tables:
-    """Node tables for one row gather per step. Leaves are absorbing: both children are the leaf,
-    the threshold is +inf and p = 0, so a finished walk stays where it is."""
+    """Per-node arrays, one gather each per step. Leaves are absorbing: both children are the
+    leaf itself, the threshold is +inf and p = 0, so a finished walk stays where it is."""
 
-    itab: np.ndarray  # [feature, left, right, is_leaf]
-    ftab: np.ndarray  # [threshold, a, b, c]
+    feature: np.ndarray  # 0 at leaves
+    threshold: np.ndarray  # +inf at leaves
+    left: np.ndarray
+    right: np.ndarray
+    leaf: np.ndarray  # bool
     a: np.ndarray
+    b: np.ndarray
+    c: np.ndarray
     static: bool  # p does not depend on x (fixed/depth/agreement)
-    no_flip: bool  # every p is 0
 
     @classmethod
     def build(
         cls, forest: CompiledForest, params: tuple[np.ndarray, np.ndarray, np.ndarray]
     ) -> _Tables:
-        a, b, c = params
+        a, b, c = (np.ascontiguousarray(v, dtype=np.float64) for v in params)
         internal = forest.is_internal
         ids = np.arange(forest.n_nodes, dtype=np.int64)
-        itab = np.stack(
-            [
-                np.where(internal, forest.feature, 0),
-                np.where(internal, forest.left, ids),
-                np.where(internal, forest.right, ids),
-                (~internal).astype(np.int64),
-            ],
-            axis=1,
+        return cls(
+            feature=np.where(internal, forest.feature, 0),
+            threshold=np.where(internal, forest.threshold, np.inf),
+            left=np.where(internal, forest.left, ids),
+            right=np.where(internal, forest.right, ids),
+            leaf=~internal,
+            a=a,
+            b=b,
+            c=c,
+            static=not np.any(b[internal]),
         )
-        ftab = np.stack([np.where(internal, forest.threshold, np.inf), a, b, c], axis=1)
-        return cls(itab, ftab, a, not np.any(b[internal]), not np.any(a[internal] > 0))
 
 
 class _Walk:
-    """The walks of one chunk of rows: entries (row, node, mass) advanced one node per step.
+    """The walks of one chunk of rows, as entries (row offset, node, mass) advanced one node per step.
 
     Exact mode carries float mass and splits it at every node with p > 0. Monte Carlo carries
     integer walk counts: an entry with k > 1 walks splits into Binomial(k, p) flipped walks and
     the rest; entries holding a single walk move to a leaner pool that draws one uniform per step.
+    Rows are stored as offsets ``row * n_features`` into the flattened ``X``.
+
+    The order of the entries and the sizes of the random draws are part of the Monte Carlo
+    result for a given seed: the multi-walk pool keeps its entries in order (new flipped entries
+    at the end) and the single-walk pool moves finished walks out with a fixed rule (once they are
+    more than a quarter of it), drawing one uniform for every walk it still holds.
     """
 
     def __init__(
@@ -105,59 +130,93 @@ class _Walk:
         self.forest, self.t, self.rng, self.boost, self.unpriv = forest, tables, rng, boost, unpriv
         self.n, self.n_features = X.shape
         self.flat = X.ravel()
-        self.no_flip = tables.no_flip and boost is None
-        self.done: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-
-    def _finish(
-        self, row: np.ndarray, node: np.ndarray, mass: np.ndarray, it: np.ndarray
-    ) -> tuple[np.ndarray, ...] | None:
-        """Move walks that reached a leaf out once they are a quarter of the pool; None when all are done."""
-        leaf = it[:, 3].astype(bool)
-        n_leaf = int(np.count_nonzero(leaf))
-        if n_leaf == row.size:
-            self.done.append((row, node, mass))
-            return None
-        if n_leaf > row.size // 4:
-            self.done.append((row[leaf], node[leaf], mass[leaf]))
-            inner = ~leaf
-            return row[inner], node[inner], mass[inner], it[inner]
-        return row, node, mass, it
+        self.acc = np.zeros((forest.n_classes, self.n))  # summed leaf distributions per class
 
     def _probabilities(
-        self, row: np.ndarray, node: np.ndarray, it: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(go_left, natural child, flip probability) of each entry."""
-        ft = self.t.ftab[node]
-        x = self.flat[row * self.n_features + it[:, 0]]
-        go_left = x <= ft[:, 0]
-        natural = np.where(go_left, it[:, 1], it[:, 2])
-        if self.t.static:
-            p = ft[:, 1].copy()
+        self, off: np.ndarray, node: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(go_left, left child, right child, flip probability) of each entry."""
+        t = self.t
+        x = self.flat[off + t.feature[node]]
+        go_left = x <= t.threshold[node]
+        if t.static:
+            p = t.a[node]
         else:
-            p = ft[:, 1] - ft[:, 2] * np.abs(x - ft[:, 3])
+            p = t.b[node]
+            p *= np.abs(x - t.c[node])
+            np.subtract(t.a[node], p, out=p)
             np.clip(p, 0.0, 0.5, out=p)
+        left, right = t.left[node], t.right[node]
         if self.boost is not None and self.unpriv is not None:
-            hit = (self.boost.child[node] == natural) & self.unpriv[row]
+            boost_child = self.boost.child[node]
+            hit = (boost_child == np.where(go_left, left, right)) & self.unpriv[
+                off // self.n_features
+            ]
             if hit.any():
                 p[hit] = np.minimum(self.boost.alpha * p[hit], 0.5)
-        return go_left, natural, p
+        return go_left, left, right, p
 
     def run(self, method: str, n_simulations: int) -> np.ndarray:
         forest = self.forest
         n_trees = forest.n_trees
         exact = method == "exact"
-        row = np.repeat(np.arange(self.n, dtype=np.int64), n_trees)
+        off = np.repeat(np.arange(self.n, dtype=np.int64) * self.n_features, n_trees)
         node = np.tile(forest.roots, self.n)
-        mass: np.ndarray = (
-            np.ones(row.size) if exact else np.full(row.size, n_simulations, dtype=np.int64)
-        )
-        empty = np.zeros(0, dtype=np.int64)
+        if exact:
+            self._run_exact(off, node)
+        else:
+            self._run_monte_carlo(off, node, n_simulations)
+        out: np.ndarray = self.acc.T / (n_trees * (1.0 if exact else float(n_simulations)))
+        return out
+
+    def _finish(self, off: np.ndarray, node: np.ndarray, mass: np.ndarray | None) -> None:
+        """Add the leaf distributions of finished entries (``mass`` walks or mass each, else one)."""
+        rows = off // self.n_features
+        value = self.forest.value
+        for k in range(value.shape[1]):
+            w = value[node, k]
+            if mass is not None:
+                w *= mass
+            self.acc[k] += np.bincount(rows, weights=w, minlength=self.n)
+
+    def _retire_leaves(
+        self, off: np.ndarray, node: np.ndarray, mass: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Add up the entries that sit at a leaf; return the others, in order."""
+        leaf = self.t.leaf[node]
+        if not leaf.any():
+            return off, node, mass
+        self._finish(off[leaf], node[leaf], mass[leaf])
+        inner = ~leaf
+        return off[inner], node[inner], mass[inner]
+
+    def _run_exact(self, off: np.ndarray, node: np.ndarray) -> None:
+        mass = np.ones(off.size)
+        off, node, mass = self._retire_leaves(off, node, mass)
+        while off.size:
+            go_left, left, right, p = self._probabilities(off, node)
+            natural = np.where(go_left, left, right)
+            fl = np.flatnonzero(p > 0)
+            if fl.size:
+                other = np.where(go_left[fl], right[fl], left[fl])
+                moved = mass[fl] * p[fl]
+                mass[fl] -= moved
+                off = np.concatenate([off, off[fl]])
+                natural = np.concatenate([natural, other])
+                mass = np.concatenate([mass, moved])
+            off, node, mass = self._retire_leaves(off, natural, mass)
+
+    def _run_monte_carlo(self, off: np.ndarray, node: np.ndarray, n_simulations: int) -> None:
+        empty = off[:0]
+        mass = np.full(off.size, n_simulations, dtype=np.int64)
         single: tuple[np.ndarray, np.ndarray] = (empty, empty)
-        if not exact and n_simulations == 1:
-            single, row, node, mass = (row, node), empty, empty, mass[:0]
-        while row.size or single[0].size:
-            if row.size:
-                row, node, mass, moved = self._step_many(row, node, mass, exact)
+        if n_simulations == 1:
+            single, off, node, mass = (off, node), empty, empty, mass[:0]
+        else:
+            off, node, mass = self._retire_leaves(off, node, mass)
+        while off.size or single[0].size:
+            if off.size:
+                off, node, mass, moved = self._step_many(off, node, mass)
                 if moved[0].size:
                     single = (
                         np.concatenate([single[0], moved[0]]),
@@ -165,80 +224,91 @@ class _Walk:
                     )
             if single[0].size:
                 single = self._step_single(*single)
-        rows = np.concatenate([d[0] for d in self.done])
-        nodes = np.concatenate([d[1] for d in self.done])
-        weights = np.concatenate([d[2] for d in self.done]).astype(np.float64)
-        out = np.empty((self.n, forest.n_classes))
-        for k in range(forest.n_classes):
-            out[:, k] = np.bincount(
-                rows, weights=weights * forest.value[nodes, k], minlength=self.n
-            )
-        return out / (n_trees * (1.0 if exact else float(n_simulations)))
 
-    def _step_single(self, row: np.ndarray, node: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        it = self.t.itab[node]
-        kept = self._finish(row, node, np.ones(row.size, dtype=np.int64), it)
-        if kept is None:
-            return row[:0], node[:0]
-        row, node, _, it = kept
-        go_left, _, p = self._probabilities(row, node, it)
+    def _step_single(self, off: np.ndarray, node: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        leaf = self.t.leaf[node]
+        n_leaf = int(np.count_nonzero(leaf))
+        if n_leaf == off.size:
+            self._finish(off, node, None)
+            return off[:0], node[:0]
+        if n_leaf > off.size // 4:
+            self._finish(off[leaf], node[leaf], None)
+            inner = ~leaf
+            off, node = off[inner], node[inner]
+        go_left, left, right, p = self._probabilities(off, node)
         assert self.rng is not None
-        flip = self.rng.random(row.size) < p
-        return row, np.where(go_left != flip, it[:, 1], it[:, 2])
+        flip = self.rng.random(off.size) < p
+        return off, np.where(go_left != flip, left, right)
 
     def _step_many(
-        self, row: np.ndarray, node: np.ndarray, mass: np.ndarray, exact: bool
+        self, off: np.ndarray, node: np.ndarray, mass: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
-        empty = (row[:0], row[:0])
-        kept = self._finish(row, node, mass, self.t.itab[node])
-        if kept is None:
-            return row[:0], node[:0], mass[:0], empty
-        row, node, mass, it = kept
-        if self.no_flip:
-            return (
-                row,
-                np.where(
-                    self.flat[row * self.n_features + it[:, 0]] <= self.t.ftab[node, 0],
-                    it[:, 1],
-                    it[:, 2],
-                ),
-                mass,
-                empty,
-            )
-        _, natural, p = self._probabilities(row, node, it)
-        fl = np.flatnonzero(p > 0)
-        if fl.size == 0:
-            return row, natural, mass, empty
-        other = it[fl, 1] + it[fl, 2] - natural[fl]
-        pf = p[fl]
-        if exact:
-            moved = mass[fl] * pf
-            mass = mass.copy()
-            mass[fl] -= moved
-            return (
-                np.concatenate([row, row[fl]]),
-                np.concatenate([natural, other]),
-                np.concatenate([mass, moved]),
-                empty,
-            )
-        assert self.rng is not None
-        k_flip = self.rng.binomial(mass[fl], pf)
-        whole = k_flip == mass[fl]  # every walk of the entry flipped: move it in place
-        node = natural
-        node[fl[whole]] = other[whole]
-        part = np.flatnonzero((k_flip > 0) & ~whole)
-        if part.size:
-            src = fl[part]
-            mass = mass.copy()
-            mass[src] -= k_flip[part]
-            row = np.concatenate([row, row[src]])
-            node = np.concatenate([node, other[part]])
-            mass = np.concatenate([mass, k_flip[part]])
+        """One step of the entries holding k > 1 walks (none of them at a leaf). Entries left with
+        one walk are returned separately, in order, leaves included (the single pool retires them)."""
+        go_left, left, right, p = self._probabilities(off, node)
+        node = np.where(go_left, left, right)
+        new: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        new_one: list[tuple[np.ndarray, np.ndarray]] = []
+        pos = p > 0
+        n_pos = int(np.count_nonzero(pos))
+        if n_pos:
+            assert self.rng is not None
+            # dense rules (every entry may flip) skip the index arrays
+            fl = slice(None) if n_pos == off.size else np.flatnonzero(pos)
+            m_fl = mass[fl]
+            k_flip = self.rng.binomial(m_fl, p[fl])
+            other = np.where(go_left[fl], right[fl], left[fl])
+            whole = k_flip == m_fl  # every walk of the entry flipped: move it in place
+            part = np.flatnonzero((k_flip > 0) & ~whole)
+            if isinstance(fl, slice):
+                np.copyto(node, other, where=whole)
+                src = part
+            else:
+                node[fl[whole]] = other[whole]
+                src = fl[part]
+            if part.size:
+                mass[src] -= k_flip[part]  # the pool owns its arrays
+                self._sort_out(off[src], other[part], k_flip[part], new, new_one)
+        kept: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        ones: list[tuple[np.ndarray, np.ndarray]] = []
+        self._sort_out(off, node, mass, kept, ones)
+        off, node, mass = _concat(kept + new)
+        ones += new_one
+        if not ones:
+            return off, node, mass, (off[:0], node[:0])
+        return off, node, mass, (_cat([e[0] for e in ones]), _cat([e[1] for e in ones]))
+
+    def _sort_out(
+        self,
+        off: np.ndarray,
+        node: np.ndarray,
+        mass: np.ndarray,
+        kept: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+        ones: list[tuple[np.ndarray, np.ndarray]],
+    ) -> None:
+        """Entries with one walk go to ``ones`` (leaves included), other finished ones are added up,
+        the rest to ``kept``; each list keeps the entries' order."""
         one = mass == 1
-        if not one.any():
-            return row, node, mass, empty
-        many = ~one
-        return row[many], node[many], mass[many], (row[one], node[one])
+        stay = ~(one | self.t.leaf[node])
+        if stay.all():
+            kept.append((off, node, mass))
+            return
+        kept.append((off[stay], node[stay], mass[stay]))
+        if one.any():
+            ones.append((off[one], node[one]))
+        fin = ~(one | stay)
+        if fin.any():
+            self._finish(off[fin], node[fin], mass[fin])
+
+
+def _cat(parts: list[np.ndarray]) -> np.ndarray:
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _concat(
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return _cat([e[0] for e in parts]), _cat([e[1] for e in parts]), _cat([e[2] for e in parts])
 
 
 def reference_predict_proba(
