@@ -234,3 +234,48 @@ def test_half_precision_decides_like_float32(dtype: torch.dtype) -> None:
         assert m[0].weight.dtype == dt
     assert out[dtype] == out[torch.float32]
     assert out[dtype]["0.weight"] == "channel"
+
+
+@pytest.mark.parametrize("small_numel", [0, 10**9])
+@pytest.mark.parametrize("nesterov", [False, True])
+@pytest.mark.parametrize("maximize", [False, True])
+def test_batched_adamp_paths_equal_the_per_tensor_loop(
+    small_numel: int, nesterov: bool, maximize: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Large tensors are stepped one at a time, small ones on a flattened buffer: both equal the loop."""
+    monkeypatch.setattr(_batched, "SMALL_NUMEL", small_numel)
+    _batched._layout.cache_clear()
+    kw = {"lr": 1e-2, "weight_decay": 1e-2, "nesterov": nesterov, "maximize": maximize}
+    a, data = _problem(3)
+    b = copy.deepcopy(a)
+    oa, ob = AdamP(a.parameters(), foreach=True, **kw), AdamP(b.parameters(), foreach=False, **kw)
+    _train(a, oa, data, steps=10)
+    _train(b, ob, data, steps=10)
+    _batched._layout.cache_clear()
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-12)
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        for key in ("exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(oa.state[p][key], ob.state[q][key], rtol=0, atol=1e-12)
+    assert oa.projection_decisions() == ob.projection_decisions()
+
+
+@pytest.mark.parametrize("channel_dim", [0, 1])
+def test_segment_sums_equal_per_tensor_row_statistics(channel_dim: int) -> None:
+    """The flattened statistics (sums per row length, or index_add_) equal row_statistics."""
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(5, 7), (3, 7), (4, 2, 3, 3), (6, 4), (2, 7), (8, 2, 3, 3), (3, 1)]
+    ts = [[torch.randn(s, generator=gen, dtype=torch.float64) for s in shapes] for _ in range(3)]
+    g, w, u = ts
+    w[2] = w[2].to(memory_format=torch.channels_last)
+    layout = _batched._layout(
+        tuple(t.shape for t in w), channel_dim, torch.device("cpu"), torch.float64
+    )
+    assert layout.n_small == len(shapes)
+    assert (layout.segments is not None) == (channel_dim == 0)
+    order = list(layout.order)
+    got = _batched._stats(
+        layout, [g[i] for i in order], [w[i] for i in order], [u[i] for i in order], channel_dim
+    )
+    want = torch.cat([row_statistics(g[i], w[i], u[i], channel_dim) for i in order], dim=1)
+    torch.testing.assert_close(got, want, rtol=1e-14, atol=1e-14)

@@ -113,7 +113,20 @@ class _ProjectingOptimizer(Optimizer):
     def _use_foreach(group: Mapping[str, Any]) -> bool:
         return True if group["foreach"] is None else bool(group["foreach"])
 
-    def _store(self, params: list[Tensor], decisions: list[Tensor | None]) -> None:
+    def _store(
+        self,
+        params: list[Tensor],
+        decisions: list[Tensor | None],
+        states: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """Record the decisions; ``states`` (the parameters' state dicts) saves the look-ups."""
+        if states is not None:
+            for st, d in zip(states, decisions, strict=True):
+                if d is None:
+                    st.pop("projection", None)
+                else:
+                    st["projection"] = d
+            return
         for p, d in zip(params, decisions, strict=True):
             if d is None:
                 if p in self.state:
@@ -243,6 +256,7 @@ class AdamP(_ProjectingOptimizer):
             exp_avgs: list[Tensor] = []
             exp_avg_sqs: list[Tensor] = []
             steps: list[Tensor] = []
+            states: list[dict[str, Any]] = []
             for j, p in enumerate(group["params"]):
                 if p.grad is None:
                     continue
@@ -257,6 +271,7 @@ class AdamP(_ProjectingOptimizer):
                 exp_avgs.append(state["exp_avg"])
                 exp_avg_sqs.append(state["exp_avg_sq"])
                 steps.append(state["step"])
+                states.append(state)
             if not params:
                 continue
             beta1, beta2 = group["betas"]
@@ -267,7 +282,7 @@ class AdamP(_ProjectingOptimizer):
                 maximize=group["maximize"], projection=group["projection"], channel_dim=group["channel_dim"],
                 foreach=self._use_foreach(group),
             )  # fmt: skip
-            self._store(params, decisions)
+            self._store(params, decisions, states)
         return loss
 
 
