@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from pcb_merge import functional as F
-from pcb_merge._select import InMemorySelector, Selector
+from pcb_merge._select import InMemorySelector, RadixSelector, Selector
 from pcb_merge.checkpoints import Checkpoint
 
 
@@ -112,7 +112,28 @@ class Ties(MethodImpl):
         return {"merge_method": self.name, "density": repr(self.density)}
 
 
+_COLS = 1 << 15  # columns per chunk of the fused PCB kernels (keeps their temporaries in cache)
+
+
+class _Buffer:
+    """One growable flat buffer, reused for per-block temporaries of the streaming passes."""
+
+    def __init__(self) -> None:
+        self._data: Tensor | None = None
+
+    def get(self, shape: tuple[int, int], dtype: torch.dtype) -> Tensor:
+        size = shape[0] * shape[1]
+        if self._data is None or self._data.dtype != dtype or self._data.numel() < size:
+            self._data = None
+            self._data = torch.empty(size, dtype=dtype)
+        return self._data[:size].view(shape)
+
+
 class Pcb(MethodImpl):
+    """PCB with fused, chunked kernels: the same operations in the same order as
+    :func:`pcb_merge.functional.pcb_beta` / ``pcb_scale`` / ``pcb_merge_rows``, computed in place on
+    column chunks, so no whole-tensor temporary other than the result is allocated."""
+
     name = "pcb"
 
     def __init__(self, ratio: float, outlier: float, inter: str) -> None:
@@ -120,33 +141,117 @@ class Pcb(MethodImpl):
 
     def stats(self, blocks: BlockSource, d: int, n: int, selector: Selector) -> Stats:
         lo_i, hi_i, q_i = F.pcb_rank_indices(d, self.ratio, self.outlier)
-        vals, _ = selector.select(lambda: (b.tv.abs() for b in blocks()), [lo_i, hi_i], n)
+        # A selector that consumes each block before asking for the next can share one buffer.
+        reuse = not isinstance(selector, InMemorySelector)
+        buf = _Buffer()
+
+        def mags() -> Iterator[Tensor]:
+            for b in blocks():
+                out = buf.get(tuple(b.tv.shape), b.tv.dtype) if reuse else None  # type: ignore[arg-type]
+                yield torch.abs(b.tv, out=out) if out is not None else b.tv.abs()
+                del b, out
+
+        vals, _ = selector.select(mags, [lo_i, hi_i], n)
         lo, hi = vals[:, 0], vals[:, 1]
 
         def betas() -> Iterator[Tensor]:
             for b in blocks():
-                yield self._beta(b, lo, hi)
+                out = buf.get(tuple(b.tv.shape), b.tv.dtype) if reuse else None  # type: ignore[arg-type]
+                yield self._beta(b.tv, lo, hi, out)
+                del b, out
 
         qv, top = selector.select(betas, [q_i], n)
         return {"lo": lo, "hi": hi, "q": qv[:, 0], "max": top}
 
-    def _beta(self, b: Block, lo: Tensor, hi: Tensor) -> Tensor:
-        lo_c, hi_c = lo.to(b.tv.dtype), hi.to(b.tv.dtype)
-        a, _ = F.pcb_clamp(b.tv, lo_c, hi_c)
-        return F.pcb_beta(b.tv, a, lo_c, hi_c, inter=self.inter)
+    def _chunks(
+        self, tv: Tensor, lo: Tensor, hi: Tensor
+    ) -> Iterator[tuple[int, int, Tensor, Tensor]]:
+        """Yield ``(start, end, ñ-derived intra·inter = β, t)`` per column chunk (buffers reused)."""
+        n, m = tv.shape
+        dt = tv.dtype
+        lo_c, hi_c = lo.to(dt).unsqueeze(1), hi.to(dt).unsqueeze(1)
+        span = hi_c - lo_c
+        safe = torch.where(span > 0, span, torch.ones_like(span))
+        flat = [i for i in range(n) if not bool(span[i, 0] > 0)]
+        w = max(min(m, _COLS), 1)
+        a_buf = torch.empty((n, w), dtype=dt)
+        x_buf = torch.empty((n, w), dtype=dt)
+        col_buf = torch.empty(w, dtype=dt)
+        for j in range(0, m, _COLS):
+            e = min(m, j + _COLS)
+            k = e - j
+            t, a, x, col = tv[:, j:e], a_buf[:, :k], x_buf[:, :k], col_buf[:k]
+            torch.abs(t, out=a)
+            a.clamp_(lo_c, hi_c).sub_(lo_c).div_(safe)  # ñ (pcb_normalized)
+            for i in flat:
+                a[i].zero_()
+            if self.inter == "sum":
+                torch.sum(t, dim=0, out=col)
+                torch.mul(t, col, out=x).tanh_()
+            elif self.inter == "normalized":
+                torch.sign(t, out=x).mul_(a)
+                torch.sum(x, dim=0, out=col)
+                torch.mul(t, col, out=x).tanh_()
+            elif self.inter == "pairwise":
+                signed = torch.sign(t) * a
+                for i in range(n):
+                    torch.sum(torch.tanh(signed[i] * signed), dim=0, out=x[i])
+                del signed
+            else:
+                raise ValueError(f"inter must be one of {F.INTER_VARIANTS}, got {self.inter!r}")
+            a.square_().mul_(n).exp_()  # intra = exp(n·ñ²)
+            a.mul_(x)  # β = intra ⊙ inter
+            yield j, e, a, t
+
+    def _beta(self, tv: Tensor, lo: Tensor, hi: Tensor, out: Tensor | None = None) -> Tensor:
+        res = torch.empty_like(tv) if out is None else out
+        for j, e, beta, _ in self._chunks(tv, lo, hi):
+            res[:, j:e].copy_(beta)
+        return res
+
+    def _scale_(self, beta: Tensor, stats: Stats) -> Tensor:
+        """``pcb_scale`` in place on a chunk of β."""
+        dt = beta.dtype
+        q, top = stats["q"].to(dt).unsqueeze(1), stats["max"].to(dt).unsqueeze(1)
+        span = top - q
+        safe = torch.where(span > 0, span, torch.ones_like(span))
+        beta.clamp_(q, top).sub_(q).div_(safe)
+        for i in range(beta.shape[0]):
+            if not bool(span[i, 0] > 0):
+                beta[i].zero_()
+        return beta
 
     def parts(self, block: Block, stats: Stats) -> tuple[Tensor, Tensor]:
         """``(ĉ, s)`` of one block: clamped task vectors and drop-and-rescale weights."""
         dt = block.tv.dtype
         lo, hi = stats["lo"].to(dt), stats["hi"].to(dt)
-        a, clamped = F.pcb_clamp(block.tv, lo, hi)
-        beta = F.pcb_beta(block.tv, a, lo, hi, inter=self.inter)
-        scale = F.pcb_scale(beta, stats["q"].to(dt), stats["max"].to(dt))
+        _, clamped = F.pcb_clamp(block.tv, lo, hi)
+        scale = self._scale_(self._beta(block.tv, stats["lo"], stats["hi"]), stats)
         return clamped, scale
 
     def delta(self, block: Block, stats: Stats, lambdas: Tensor) -> Tensor:
-        clamped, scale = self.parts(block, stats)
-        return F.pcb_merge_rows(clamped, scale, lambdas)
+        """``pcb_merge_rows(ĉ, s, λ)`` chunk by chunk (same operations, same order)."""
+        tv = block.tv
+        n, m = tv.shape
+        dt = tv.dtype
+        lo_c, hi_c = stats["lo"].to(dt).unsqueeze(1), stats["hi"].to(dt).unsqueeze(1)
+        lam = lambdas.to(dt).unsqueeze(1)
+        out = torch.empty(m, dtype=dt)
+        w = max(min(m, _COLS), 1)
+        c_buf = torch.empty((n, w), dtype=dt)
+        sg_buf = torch.empty((n, w), dtype=dt)
+        den_buf = torch.empty(w, dtype=dt)
+        for j, e, beta, t in self._chunks(tv, stats["lo"], stats["hi"]):
+            k = e - j
+            scale = self._scale_(beta, stats)
+            c, sg, den = c_buf[:, :k], sg_buf[:, :k], den_buf[:k]
+            torch.abs(t, out=c).clamp_(lo_c, hi_c)
+            c.mul_(torch.sign(t, out=sg))  # ĉ = sign(τ)·a (pcb_clamp)
+            c.mul_(lam).mul_(scale)
+            torch.sum(c, dim=0, out=out[j:e])
+            torch.sum(scale, dim=0, out=den)
+            out[j:e].div_(den.clamp_(min=1e-12))
+        return out
 
     def describe(self) -> dict[str, str]:
         return {
@@ -208,14 +313,31 @@ def _finite(t: Tensor, key: str, who: str) -> Tensor:
 
 
 def load_block(
-    key: str, base: Checkpoint, models: Sequence[Checkpoint], dtype: torch.dtype
+    key: str,
+    base: Checkpoint,
+    models: Sequence[Checkpoint],
+    dtype: torch.dtype,
+    *,
+    check: bool = True,
 ) -> Block:
-    b = _finite(base.load(key), key, base.name)
-    shape = tuple(b.shape)
-    b = b.to(dtype).reshape(-1)
+    """Load one tensor's base and task vectors; each source is cast straight into its row.
+
+    ``check=False`` skips the NaN/Inf check (for re-reads of a tensor that was already checked).
+    """
+    raw = base.load(key)
+    if check:
+        _finite(raw, key, base.name)
+    shape = tuple(raw.shape)
+    b = raw.to(dtype).reshape(-1)
+    del raw
     tv = torch.empty((len(models), b.numel()), dtype=dtype)
     for i, m in enumerate(models):
-        tv[i] = _finite(m.load(key), key, m.name).to(dtype).reshape(-1) - b
+        raw = m.load(key)
+        if check:
+            _finite(raw, key, m.name)
+        tv[i].copy_(raw.reshape(-1))
+        tv[i].sub_(b)
+        del raw
     return Block(key, shape, b, tv)
 
 
@@ -257,30 +379,56 @@ def run(
             d += numel
         sel = selector or InMemorySelector()
         counter = {"pass": 0}
+        checked: set[str] = set()
+        cache: dict[str, Block] = {}  # the last block of a pass is the first of the next one
 
         def blocks() -> Iterator[Block]:
             counter["pass"] += 1
-            for k in _progress(
-                float_keys, len(float_keys), f"statistics pass {counter['pass']}", progress
-            ):
-                yield load_block(k, base, models, compute_dtype)
+            order = float_keys if counter["pass"] % 2 else float_keys[::-1]
+            for k in _progress(order, len(order), f"statistics pass {counter['pass']}", progress):
+                block = cache.pop(k, None)
+                cache.clear()
+                if block is None:
+                    block = load_block(k, base, models, compute_dtype, check=k not in checked)
+                    checked.add(k)
+                cache[k] = block
+                yield block
+                del block
 
         stats = impl.stats(blocks, d, n, sel)
         _warn_degenerate(impl, stats)
+    else:
+        checked, cache = set(), {}
     for key in _progress(keys, len(keys), "merging", progress):
         shape, dtype = base.spec(key)
         if not dtype.is_floating_point:
             emit(key, base.load(key).clone())
             continue
-        block = load_block(key, base, models, compute_dtype)
+        block = cache.pop(key, None)
+        cache.clear()
+        if block is None:
+            block = load_block(key, base, models, compute_dtype, check=key not in checked)
         st = (
             stats
             if scope == "global"
-            else impl.stats(only(block), block.base.numel(), n, InMemorySelector())
+            else impl.stats(only(block), block.base.numel(), n, _tensor_selector(impl, block))
         )
-        merged = block.base + impl.delta(block, st, lambdas)
+        delta = impl.delta(block, st, lambdas)
+        base_flat = block.base
+        del block
+        merged = base_flat + delta
+        del delta, base_flat
         emit(key, merged.to(out_dtype or dtype).reshape(shape))
+        del merged
     return stats
+
+
+def _tensor_selector(impl: MethodImpl, block: Block) -> Selector:
+    """Per-tensor PCB statistics in float32: exact two-pass radix selection (cheaper than
+    ``kthvalue``, same values, buffers reused); ``kthvalue`` otherwise."""
+    if isinstance(impl, Pcb) and block.tv.dtype == torch.float32:
+        return RadixSelector()
+    return InMemorySelector()
 
 
 def _warn_degenerate(impl: MethodImpl, stats: Stats) -> None:

@@ -8,11 +8,17 @@ radix selection, 16 bits per pass (a 65 536-bin histogram of the digit among the
 higher digits match the prefix found so far). As soon as the remaining candidates of a query fit
 ``gather_limit`` values they are gathered and selected directly. Both return the same values
 exactly; the radix version needs 2-3 passes over the blocks for typical data and at most 4.
+
+float32 blocks (the default compute dtype) take a shorter route: their own 32 bits are the key, so
+exactly two passes settle every query of a row at once (one histogram of the high 16 bits, one
+of the low 16 bits among the values in the chosen bucket), with no float64 copy and no gather.
+Histograms are built over fixed-size column chunks, so the temporaries stay small.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -22,6 +28,11 @@ _SIGN = -(2**63)
 _LOW63 = 2**63 - 1
 _DIGIT = 16
 _BINS = 1 << _DIGIT
+_CHUNK = 1 << 20  # elements per histogram chunk in the float32 path (bounds its temporaries)
+_HALF = 1 << 15
+_ORDER = torch.cat(  # raw high half-word -> rank of its bucket in float order (negatives reversed)
+    [torch.arange(_HALF, _BINS), torch.arange(_HALF - 1, -1, -1)]
+)
 
 
 def float_keys(x: Tensor) -> Tensor:
@@ -85,6 +96,12 @@ class RadixSelector(Selector):
         self.passes = 0
 
     def select(self, blocks: Blocks, ranks: Sequence[int], n: int) -> tuple[Tensor, Tensor]:
+        it = iter(blocks())
+        head = next(it, None)
+        if head is not None and head.dtype == torch.float32:
+            return self._select32(itertools.chain([head], it), blocks, ranks, n)
+        start: Iterator[Tensor] | None = itertools.chain([] if head is None else [head], it)
+        del head
         queries = [_Query(row=i, rank=r) for i in range(n) for r in ranks]
         top = torch.full((n,), float("-inf"), dtype=torch.float64)
         first = True
@@ -94,7 +111,8 @@ class RadixSelector(Selector):
             for q in active:
                 q.hist = None
                 q.parts = []
-            for block in blocks():
+            source, start = (start if start is not None else blocks()), None
+            for block in source:
                 if first and block.shape[1]:
                     top = torch.maximum(top, block.max(dim=1).values.to(torch.float64))
                 for row in sorted(
@@ -115,6 +133,7 @@ class RadixSelector(Selector):
                         else:
                             q.hist = res if q.hist is None else q.hist + res
                     del ukeys, v64
+                del block
             for q in active:
                 self._advance(q)
             first = False
@@ -159,3 +178,78 @@ class RadixSelector(Selector):
             q.value = keys_to_float(q.prefix)  # every candidate has these exact bits
         elif count <= self.gather_limit:
             q.gather = True
+
+    # ------------------------------------------------------------------------- float32: 2 passes
+
+    def _select32(
+        self, first: Iterable[Tensor], blocks: Blocks, ranks: Sequence[int], n: int
+    ) -> tuple[Tensor, Tensor]:
+        """Exact k-th values of float32 blocks: high half-word histogram, then low half-word."""
+        top = torch.full((n,), float("-inf"), dtype=torch.float64)
+        high = torch.zeros((n, _BINS), dtype=torch.int64)
+        self.passes += 1
+        for block in first:
+            if block.shape[1]:
+                top = torch.maximum(top, block.amax(dim=1).to(torch.float64))
+                for row in range(n):
+                    high[row] += _half_histogram(block[row], None)
+            del block
+        # bucket of every query: ``raw`` is the stored high half-word, ``rest`` the rank inside it
+        plan: list[list[tuple[int, int]]] = []
+        for row in range(n):
+            counts = torch.zeros(_BINS, dtype=torch.int64)
+            counts[_ORDER] = high[row]
+            cum = torch.cumsum(counts, 0)
+            found = []
+            for r in ranks:
+                pos = int(torch.searchsorted(cum, torch.tensor(r, dtype=cum.dtype), right=True))
+                below = int(cum[pos - 1]) if pos > 0 else 0
+                raw = pos - _HALF if pos >= _HALF else _BINS - 1 - pos
+                found.append((raw, r - below))
+            plan.append(found)
+        wanted = [sorted({raw for raw, _ in plan[row]}) for row in range(n)]
+        low = {
+            (row, raw): torch.zeros(_BINS, dtype=torch.int64)
+            for row in range(n)
+            for raw in wanted[row]
+        }
+        self.passes += 1
+        for block in blocks():
+            if block.shape[1]:
+                for row in range(n):
+                    for raw in wanted[row]:
+                        low[row, raw] += _half_histogram(block[row], raw)
+            del block
+        vals = torch.empty((n, len(ranks)), dtype=torch.float64)
+        for row in range(n):
+            for j, (raw, rest) in enumerate(plan[row]):
+                counts = low[row, raw]
+                if raw >= _HALF:  # negative floats: a larger low half-word is a smaller value
+                    counts = counts.flip(0)
+                cum = torch.cumsum(counts, 0)
+                pos = int(torch.searchsorted(cum, torch.tensor(rest, dtype=cum.dtype), right=True))
+                lo16 = pos if raw < _HALF else _BINS - 1 - pos
+                bits = (raw << 16) | lo16
+                if bits >= 1 << 31:
+                    bits -= 1 << 32
+                vals[row, j] = float(torch.tensor([bits], dtype=torch.int32).view(torch.float32))
+        return vals, top
+
+
+def _half_histogram(row: Tensor, raw: int | None) -> Tensor:
+    """Counts of one float32 row's high half-words (``raw=None``) or, among the values whose high
+    half-word is ``raw``, of their low half-words; bins indexed by the stored 16-bit pattern."""
+    bits = row.view(torch.int32)
+    out = torch.zeros(_BINS, dtype=torch.int64)
+    signed = raw - _BINS if raw is not None and raw >= _HALF else raw
+    for j in range(0, bits.numel(), _CHUNK):
+        part = bits[j : j + _CHUNK]
+        hi = part >> 16  # arithmetic shift: the high half-word as a signed 16-bit value
+        if signed is None:
+            hi.bitwise_and_(_BINS - 1)
+            out += torch.bincount(hi, minlength=_BINS)
+        else:
+            sel = part[hi == signed]
+            if sel.numel():
+                out += torch.bincount(sel.bitwise_and_(_BINS - 1), minlength=_BINS)
+    return out
