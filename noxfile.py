@@ -164,7 +164,9 @@ def _register(folder_name: str, dist: str, folder: Path) -> None:
 
     @nox.session(name=f"typecheck-{folder_name}", tags=["typecheck", folder_name])
     def typecheck(session: nox.Session) -> None:
-        _install(session, [folder], ("test",), editable=dist not in NATIVE, extra=("mypy>=2.4,<2.5",))
+        _install(
+            session, [folder], ("test",), editable=dist not in NATIVE, extra=("mypy>=2.4,<2.5",)
+        )
         session.run(
             "mypy",
             "--config-file",
