@@ -94,6 +94,18 @@ class MoNNAConfig:
         self.attack = get_attack(self.attack, **self.attack_kwargs)
 
     @property
+    def rule(self) -> Aggregator:
+        """The resolved aggregator (``aggregator`` after ``__post_init__``)."""
+        assert isinstance(self.aggregator, Aggregator)
+        return self.aggregator
+
+    @property
+    def adversary(self) -> Attack | None:
+        """The resolved attack (``attack`` after ``__post_init__``), or ``None``."""
+        assert self.attack is None or isinstance(self.attack, Attack)
+        return self.attack
+
+    @property
     def honest(self) -> int:
         """:math:`H = n - f`."""
         return self.n - self.f

@@ -27,8 +27,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from monna.aggregators import Aggregator
-from monna.attacks import Attack, AttackContext
+from monna.attacks import AttackContext
 from monna.core import (
     FlatModel,
     MinibatchSampler,
@@ -140,15 +139,6 @@ class DistributedMoNNA:
         self._comm = torch.Generator().manual_seed(comm_seed(config.seed))
         self._buf = torch.empty(self.world, self.flat.d, dtype=self.flat.dtype, device=self.device)
 
-    @property
-    def aggregator(self) -> Aggregator:
-        assert isinstance(self.config.aggregator, Aggregator)
-        return self.config.aggregator
-
-    @property
-    def attack(self) -> Attack | None:
-        return self.config.attack  # type: ignore[return-value]
-
     # ------------------------------------------------------------------ communication
     def _check_shapes(self) -> None:
         sig = zlib.crc32(self.flat.signature().encode())
@@ -230,19 +220,19 @@ class DistributedMoNNA:
             self.params_, self.momentum_, grad, lr=lr, beta=cfg.beta
         )
         halves = self._all_gather(half)
-        if self.attack is not None:
+        if cfg.adversary is not None:
             flipped = None
-            if self.attack.needs_flipped_grads:
+            if cfg.adversary.needs_flipped_grads:
                 yflip = self.n_classes - 1 - self.y[idx]
                 flipped = self._all_gather(self.flat.grad(self.params_, self.X[idx], yflip, l2))
             ctx = AttackContext(lr=lr, flipped_grads=flipped, step=self.step_)
-            byz = self.attack(halves, cfg.f, self.aggregator, ctx).unsqueeze(0).expand(cfg.f, -1)
+            byz = cfg.adversary(halves, cfg.f, cfg.rule, ctx).unsqueeze(0).expand(cfg.f, -1)
         else:
             byz = halves[:0]
         received = sample_received(self._comm, cfg.honest, cfg.n_sampled).to(self.device)
         sets = received_sets(halves, byz, received, torch.tensor([self.rank], device=self.device))
         with torch.no_grad():
-            self.params_ = self.aggregator(sets, cfg.f, cfg.pivot)[0]
+            self.params_ = cfg.rule(sets, cfg.f, cfg.pivot)[0]
         self.step_ += 1
         return self
 

@@ -15,8 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from monna.aggregators import Aggregator
-from monna.attacks import Attack, AttackContext
+from monna.attacks import AttackContext
 from monna.core import (
     FlatModel,
     MinibatchSampler,
@@ -75,15 +74,6 @@ class Simulator:
         ]
         self._comm = torch.Generator().manual_seed(comm_seed(config.seed))
 
-    @property
-    def aggregator(self) -> Aggregator:
-        assert isinstance(self.config.aggregator, Aggregator)
-        return self.config.aggregator
-
-    @property
-    def attack(self) -> Attack | None:
-        return self.config.attack  # type: ignore[return-value]
-
     def _grads(self, params: torch.Tensor, idx: list[torch.Tensor], flip: bool) -> torch.Tensor:
         # One backward per node, exactly as each distributed rank computes it (so the two
         # executors agree to the last bit); torch.func.vmap would import torch._dynamo (seconds).
@@ -107,22 +97,22 @@ class Simulator:
             self.params_, self.momentum_, grads, lr=lr, beta=cfg.beta
         )
         tau = None
-        if self.attack is not None:
+        if cfg.adversary is not None:
             flipped = (
                 self._grads(self.params_, idx, flip=True)
-                if self.attack.needs_flipped_grads
+                if cfg.adversary.needs_flipped_grads
                 else None
             )
             ctx = AttackContext(lr=lr, flipped_grads=flipped, step=self.step_)
-            byz_vec = self.attack(half, cfg.f, self.aggregator, ctx)
-            tau = getattr(self.attack, "last_tau", None)
+            byz_vec = cfg.adversary(half, cfg.f, cfg.rule, ctx)
+            tau = getattr(cfg.adversary, "last_tau", None)
             byz = byz_vec.unsqueeze(0).expand(cfg.f, -1)
         else:
             byz = half[:0]
         received = sample_received(self._comm, H, cfg.n_sampled)
         sets = received_sets(half, byz, received, torch.arange(H))
         with torch.no_grad():
-            self.params_ = self.aggregator(sets, cfg.f, cfg.pivot)
+            self.params_ = cfg.rule(sets, cfg.f, cfg.pivot)
         self.history_.append({"step": self.step_, "lr": lr, "tau": tau})
         self.step_ += 1
         return self
