@@ -60,7 +60,9 @@ def _load(path: Path) -> dict:
 MEMBERS: dict[str, tuple[str, Path]] = {CORE: (CORE, ROOT / "shared")}
 for _pp in sorted(ROOT.glob("packages/*/pyproject.toml")):
     MEMBERS[_pp.parent.name] = (_load(_pp)["project"]["name"], _pp.parent)
-DISTS = {dist for dist, _ in MEMBERS.values()}
+FOLDER_OF = {dist: folder for dist, folder in MEMBERS.values()}
+DISTS = set(FOLDER_OF)
+_BUILT: dict[str, Path] = {}  # dist -> wheel built in this nox run
 
 
 def _name_of(req: str) -> str:
@@ -78,9 +80,7 @@ def _wheel_dir() -> Path:
 
 def _wheel(session: nox.Session, dist: str) -> Path:
     """Build ``dist`` as a wheel (once per nox run) and return its path."""
-    if not getattr(_wheel, "built", None):
-        _wheel.built = {}  # type: ignore[attr-defined]
-    if dist not in _wheel.built:  # type: ignore[attr-defined]
+    if dist not in _BUILT:
         out = _wheel_dir() / dist
         session.run(
             "uv",
@@ -93,8 +93,8 @@ def _wheel(session: nox.Session, dist: str) -> Path:
             "--quiet",
             external=True,
         )
-        _wheel.built[dist] = next(out.glob("*.whl"))  # type: ignore[attr-defined]
-    return _wheel.built[dist]  # type: ignore[attr-defined,no-any-return]
+        _BUILT[dist] = next(out.glob("*.whl"))
+    return _BUILT[dist]
 
 
 def _group(folder: Path, *groups: str) -> list[str]:
@@ -130,16 +130,15 @@ def _install(
     for r in reqs:
         n = _name_of(r)
         if n in DISTS:
-            names.setdefault(n, MEMBERS[next(k for k, v in MEMBERS.items() if v[0] == n)][1])
+            names.setdefault(n, FOLDER_OF[n])
             extras.setdefault(n, set())
             m = re.search(r"\[([^\]]*)\]", r)
             if m:
                 extras[n] |= {e.strip() for e in m.group(1).split(",")}
         else:
             other.append(r)
-    if CORE not in names:
-        names[CORE] = ROOT / "shared"
-        extras.setdefault(CORE, set())
+    names.setdefault(CORE, FOLDER_OF[CORE])
+    extras.setdefault(CORE, set())
     args: list[str] = []
     for n, f in names.items():
         ex = f"[{','.join(sorted(extras[n]))}]" if extras[n] else ""
