@@ -60,7 +60,7 @@ def _load(path: Path) -> dict:
 MEMBERS: dict[str, tuple[str, Path]] = {CORE: (CORE, ROOT / "shared")}
 for _pp in sorted(ROOT.glob("packages/*/pyproject.toml")):
     MEMBERS[_pp.parent.name] = (_load(_pp)["project"]["name"], _pp.parent)
-FOLDER_OF = {dist: folder for dist, folder in MEMBERS.values()}
+FOLDER_OF = dict(MEMBERS.values())
 DISTS = set(FOLDER_OF)
 _BUILT: dict[str, Path] = {}  # dist -> wheel built in this nox run
 
