@@ -14,11 +14,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from papershelf.registry import MethodInfo, available_methods
-from papershelf.report import MethodRun, run_methods, set_threads, write_report
-
-
-def _fmt(value: float) -> str:
-    return f"{value:.4g}" if isinstance(value, (int, float)) else str(value)
+from papershelf.report import (
+    SUMMARY_HEADER,
+    MethodRun,
+    run_methods,
+    set_threads,
+    summary_rows,
+    write_report,
+)
 
 
 def _print_table(rows: list[list[str]], header: list[str]) -> None:
@@ -102,24 +105,7 @@ def cmd_repro(args: argparse.Namespace) -> int:
         out_dir=out,
         threads=args.threads,
     )
-    rows = []
-    for r in runs:
-        if r.result is None:
-            rows.append([r.info.name, r.info.claim, "-", "-", "-", "FAILED", f"{r.wall_s:.1f}"])
-        else:
-            res = r.result
-            rows.append(
-                [
-                    r.info.name,
-                    res.claim,
-                    res.metric,
-                    _fmt(res.method_value),
-                    f"{_fmt(res.baseline_value)} ({res.baseline})",
-                    "yes" if res.holds else "NO",
-                    f"{r.wall_s:.1f}",
-                ]
-            )
-    _print_table(rows, ["method", "claim", "metric", "method", "baseline", "holds", "time (s)"])
+    _print_table(summary_rows(runs), SUMMARY_HEADER)
     report = write_report(runs, out, seed=args.seed, quick=not args.full)
     print(f"Wrote {report.parent / 'results.json'} and {report}")
     for r in runs:

@@ -179,6 +179,33 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+SUMMARY_HEADER = ["method", "claim", "metric", "method", "baseline", "holds", "time (s)"]
+
+
+def summary_rows(
+    runs: Sequence[MethodRun], *, failed: str = "FAILED", no: str = "NO"
+) -> list[list[str]]:
+    """One row per run under :data:`SUMMARY_HEADER` (the command's table and REPORT.md's)."""
+    rows = []
+    for r in runs:
+        x = r.result
+        if x is None:
+            rows.append([r.info.name, r.info.claim, "-", "-", "-", failed, f"{r.wall_s:.1f}"])
+            continue
+        rows.append(
+            [
+                r.info.name,
+                x.claim,
+                x.metric,
+                _fmt_cell(float(x.method_value)),
+                f"{_fmt_cell(float(x.baseline_value))} ({x.baseline})",
+                "yes" if x.holds else no,
+                f"{r.wall_s:.1f}",
+            ]
+        )
+    return rows
+
+
 def _fmt_cell(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
@@ -215,24 +242,10 @@ def write_report(runs: Sequence[MethodRun], out_dir: Path, *, seed: int, quick: 
         f"Run: {'quick' if quick else 'full'}, seed {seed}, device {env['device']}, "
         f"torch threads {env['torch_threads']}, git {env['git_revision']}.",
         "",
-        _md_row(["method", "claim", "metric", "method", "baseline", "holds", "time (s)"]),
-        _md_row(["---"] * 7),
+        _md_row(SUMMARY_HEADER),
+        _md_row(["---"] * len(SUMMARY_HEADER)),
     ]
-    for r in runs:
-        if r.result is None:
-            cells = [r.info.name, r.info.claim, "-", "-", "-", "**failed**", f"{r.wall_s:.1f}"]
-        else:
-            x = r.result
-            cells = [
-                r.info.name,
-                x.claim,
-                x.metric,
-                f"{x.method_value:.4g}",
-                f"{x.baseline_value:.4g} ({x.baseline})",
-                "yes" if x.holds else "**no**",
-                f"{r.wall_s:.1f}",
-            ]
-        lines.append(_md_row(cells))
+    lines += [_md_row(cells) for cells in summary_rows(runs, failed="**failed**", no="**no**")]
     for r in runs:
         lines += [
             "",
