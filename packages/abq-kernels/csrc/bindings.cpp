@@ -2,6 +2,7 @@
 // Outputs are preallocated by the caller; every shape is checked here again.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
+#include <nanobind/stl/string.h>  // std::string results (cuda_device_check)
 
 #include <cstdint>
 #include <stdexcept>

@@ -24,6 +24,18 @@ def test_build_info_consistent_with_extension() -> None:
     assert info["cxx_compiler"]
 
 
+def test_cuda_device_check_returns_text_without_a_device() -> None:
+    """The compiled device probe must hand its message back as ``str`` (a missing nanobind
+    string caster once made every backend query fail on CUDA machines only)."""
+    ext = extension()
+    if not ext.HAS_CUDA:
+        assert ak.build_info()["cuda_reason"]
+        return
+    msg = ext.cuda_device_check(0)
+    assert isinstance(msg, str)
+    assert msg == "" or "CUDA" in msg or "device" in msg
+
+
 def test_available_backends_report() -> None:
     b = ak.available_backends()
     assert set(b) == {"numpy", "torch", "cpu", "cuda"}
