@@ -38,6 +38,7 @@ from balance_score._binning import CHUNK, assign_bins, bin_edges
 from balance_score._validation import check_binary, check_choice, check_int, weighted_mean
 
 FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.intp]
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ def brier_decomposition(
     m = check_int(n_bins, "n_bins")
     check_choice(strategy, "strategy", ("uniform", "quantile"))
     y, q, w = check_binary(y_true, y_prob, pos_label=pos_label, sample_weight=sample_weight)
-    edges = bin_edges(q, m, strategy)
+    edges = bin_edges(q, m, strategy, w)
     idx = assign_bins(q, edges)
     m_eff = edges.shape[0] - 1
     ww = np.ones_like(q) if w is None else w
@@ -130,34 +131,87 @@ def brier_decomposition(
     )
 
 
-def _isotonic_fit(y: FloatArray, q: FloatArray, w: FloatArray | None = None) -> FloatArray:
-    """Weighted isotonic (non-decreasing in q) least-squares fit of y on q by pool-adjacent-
-    violators; samples with equal q are pooled first, so they share one value. Input order kept."""
-    order = np.argsort(q, kind="stable")
-    qs = q[order]
-    ws = np.ones_like(qs) if w is None else w[order]
-    starts = np.flatnonzero(np.r_[True, qs[1:] != qs[:-1]])
-    bw = np.add.reduceat(ws, starts)
-    by = np.add.reduceat(ws * y[order], starts)
-    # PAV over the tie blocks: a stack of (weight, weighted sum, number of tie blocks)
+#: vectorised PAV rounds before the sequential stack finishes the (already merged) blocks
+_PAV_ROUNDS = 64
+
+
+def _pav_stack(
+    bw: FloatArray, by: FloatArray, cnt: IntArray
+) -> tuple[FloatArray, FloatArray, IntArray]:
+    """Sequential pool-adjacent-violators over blocks (weight, weighted sum, tie-block count)."""
     sw: list[float] = []
     sy: list[float] = []
-    cnt: list[int] = []
-    for wi, yi in zip(bw.tolist(), by.tolist()):
-        cw, cy, cc = wi, yi, 1
-        # pool while the previous block's mean is >= this one's (cross-multiplied; zero weights safe)
+    sc: list[int] = []
+    for wi, yi, ci in zip(bw.tolist(), by.tolist(), cnt.tolist()):
+        cw, cy, cc = wi, yi, ci
+        # pool while the previous block's mean is >= this one's (cross-multiplied)
         while sw and sy[-1] * cw >= cy * sw[-1]:
             cw += sw.pop()
             cy += sy.pop()
-            cc += cnt.pop()
+            cc += sc.pop()
         sw.append(cw)
         sy.append(cy)
-        cnt.append(cc)
-    vals = np.asarray(sy) / np.where(np.asarray(sw) > 0, np.asarray(sw), 1.0)
-    per_tie_block = np.repeat(vals, cnt)
-    per_sample = np.repeat(per_tie_block, np.diff(np.r_[starts, qs.shape[0]]))
+        sc.append(cc)
+    return np.asarray(sw), np.asarray(sy), np.asarray(sc, dtype=np.intp)
+
+
+def _pav_blocks(bw: FloatArray, by: FloatArray) -> FloatArray:
+    """Isotonic fit value of every block of positive weight ``bw`` and weighted sum ``by``.
+
+    Block merging in numpy: every round pools, at once, all adjacent pairs whose means violate
+    (mean_j >= mean_{j+1}). Pooling any violating adjacent pair never changes the (unique)
+    isotonic solution — in the cumulative-sum diagram the shared point lies on or above the chord
+    of its neighbours, so it is not a vertex of the greatest convex minorant — so pooling them
+    all simultaneously is as exact as the sequential stack; only the order of the float sums
+    differs. Rounds shrink the block count geometrically on real data; after
+    :data:`_PAV_ROUNDS` rounds (adversarial input) the sequential stack finishes the merged blocks.
+    """
+    cnt = np.ones(bw.shape[0], dtype=np.intp)
+    for _ in range(_PAV_ROUNDS):
+        viol = by[:-1] * bw[1:] >= by[1:] * bw[:-1]
+        if not viol.any():
+            break
+        starts = np.flatnonzero(np.r_[True, ~viol])
+        bw = np.add.reduceat(bw, starts)
+        by = np.add.reduceat(by, starts)
+        cnt = np.add.reduceat(cnt, starts)
+    else:
+        bw, by, cnt = _pav_stack(bw, by, cnt)
+    return np.repeat(by / bw, cnt)
+
+
+def _isotonic_fit(y: FloatArray, q: FloatArray, w: FloatArray | None = None) -> FloatArray:
+    """Weighted isotonic (non-decreasing in q) least-squares fit of y on q by pool-adjacent-
+    violators; samples with equal q are pooled first, so they share one value. Input order kept.
+
+    Tie blocks of zero total weight do not constrain the fit; they take the value of the nearest
+    block of positive weight before them (after them at the start), as sequential PAV does.
+    """
+    # any deterministic sort will do: ties are pooled, so only the order of float sums depends on it
+    order = np.argsort(q)
+    qs = q[order]
+    ys = y[order]
+    ws = None if w is None else w[order]
+    tie = qs[1:] == qs[:-1]
+    if not tie.any():  # all q distinct (the common case for continuous scores)
+        starts = None
+        bw = np.ones_like(qs) if ws is None else ws
+        by = ys if ws is None else ws * ys
+    else:
+        starts = np.flatnonzero(np.r_[True, ~tie])
+        bw = np.add.reduceat(np.ones_like(qs) if ws is None else ws, starts)
+        by = np.add.reduceat(ys if ws is None else ws * ys, starts)
+    pos = bw > 0
+    if pos.all():
+        per_tie_block = _pav_blocks(bw, by)
+    else:
+        vals = _pav_blocks(bw[pos], by[pos])
+        per_tie_block = vals[np.maximum(np.cumsum(pos) - 1, 0)]
     out = np.empty_like(q)
-    out[order] = per_sample
+    if starts is None:
+        out[order] = per_tie_block
+    else:
+        out[order] = np.repeat(per_tie_block, np.diff(np.r_[starts, qs.shape[0]]))
     return out
 
 

@@ -29,7 +29,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from balance_score._binning import bin_edges, binned_sums, gap_norm, scores_and_residuals
+from balance_score._binning import (
+    UncheckedInput,
+    bin_edges,
+    binned_sums,
+    gap_norm,
+    scores_and_residuals,
+)
 from balance_score._validation import check_binary_raw, check_choice, check_int
 
 FloatArray = NDArray[np.float64]
@@ -91,7 +97,7 @@ def _prepare(
     if strategy == "uniform":
         edges = bin_edges(q, m, strategy)
     else:
-        edges = bin_edges(scores_and_residuals(y, q, mode)[0], m, strategy)
+        edges = bin_edges(scores_and_residuals(y, q, mode)[0], m, strategy, w)
     total = float(q.shape[0]) if w is None else float(w.sum())
     return y, q, w, edges, total
 
@@ -138,7 +144,10 @@ def expected_calibration_error(
         y_prob: P(positive), 1-D, or two-column ``predict_proba`` output.
         n_bins: number of bins M.
         strategy: ``"uniform"`` (equal width, edges ``linspace(0, 1, M + 1)``) or ``"quantile"``
-            (equal mass; edges that collapse on tied scores are merged).
+            (equal mass; edges that collapse on tied scores are merged). With ``sample_weight``
+            the quantile edges are weighted quantiles (equal weight mass per bin; see
+            :func:`balance_score._binning.weighted_quantile`), equal to the unweighted edges
+            when all weights are equal.
         norm: ``"l1"`` (ECE), ``"l2"`` (RMSCE) or ``"max"`` (MCE).
         mode: ``"positive"`` (reliability of P(positive)) or ``"top_label"`` (confidence).
         pos_label: the positive label (default 1).
@@ -149,6 +158,35 @@ def expected_calibration_error(
         |gap| is at least its sampling noise); that bias is what the Balance paper criticises.
     """
     check_choice(norm, "norm", NORMS)
+    if (
+        strategy == "uniform"
+        and pos_label is None
+        and sample_weight is None
+        and isinstance(y_prob, np.ndarray)
+        and isinstance(y_true, np.ndarray)
+        and y_prob.ndim == 1
+        and y_prob.dtype == np.float64
+        and y_true.ndim == 1
+        and y_true.dtype.kind in "biu"
+        and 0 < y_prob.shape[0] == y_true.shape[0]
+    ):
+        # the common large case: range checks fused into the chunked kernel (same results; on
+        # any failing chunk, the usual validation below raises its error or converts labels)
+        m = check_int(n_bins, "n_bins")
+        check_choice(mode, "mode", MODES)
+        try:
+            weight, rsum, _ = binned_sums(
+                y_true,
+                y_prob,
+                None,
+                bin_edges(y_prob, m, "uniform"),
+                mode,
+                weights=norm != "l1",
+                check=True,
+            )
+            return gap_norm(weight, rsum, norm, float(y_prob.shape[0]))
+        except UncheckedInput:
+            pass
     y, q, w, edges, total = _prepare(
         y_true, y_prob, n_bins, strategy, mode, pos_label, sample_weight
     )

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from balance_score._binning import CHUNK
+from balance_score._binning import CHUNK, scratch
 from balance_score._validation import (
     check_binary,
     check_binary_raw,
@@ -62,8 +62,8 @@ def _gain_sum(y: NDArray[Any], q: FloatArray, t: float, w: FloatArray | None) ->
     """Σ_i w_i g_i = 2 Σ_{q_i ≥ t} w_i (y_i − q_i) − Σ_i w_i (y_i − q_i), in cache-sized chunks so
     large inputs are read once. ``y`` holds 0/1 labels of any real dtype (converted per chunk)."""
     total = 0.0
-    n = min(CHUNK, q.shape[0])
-    d_buf, m_buf, pos_buf = np.empty(n), np.empty(n), np.empty(n, dtype=bool)
+    d_buf, m_buf, i32_buf, _ = scratch(min(CHUNK, q.shape[0]))
+    pos_buf = i32_buf.view(np.bool_)  # reused per-thread buffers: no allocation per call
     for a in range(0, q.shape[0], CHUNK):
         qc = q[a : a + CHUNK]
         k = qc.shape[0]

@@ -16,6 +16,7 @@ by bisection on [0, 1]. The discretisation follows the authors' ``relplot`` pack
 on the same grid and reflected once at each end, linear interpolation to a mesh of
 ``max(200, 10/σ)`` points, ``1e-4`` added to the density, 10 bisection steps starting at σ = 1),
 so the values agree with ``relplot.smECE`` to rounding; the convolution here uses an FFT.
+With ``sample_weight`` every kernel sum is weighted (see :func:`smooth_calibration_error`).
 """
 
 from __future__ import annotations
@@ -67,16 +68,17 @@ def _smooth_on_grid(
     return out
 
 
-def _smece_at(s: FloatArray, r: FloatArray, sigma: float) -> float:
+def _smece_at(s: FloatArray, r: FloatArray, sigma: float, w: FloatArray | None = None) -> float:
     t = np.linspace(0.0, 1.0, max(round(10 / sigma), _MESH))
-    num, den = _smooth_on_grid(s, (r, np.ones_like(s)), sigma, t)
+    values = (r, np.ones_like(s)) if w is None else (w * r, w)
+    num, den = _smooth_on_grid(s, values, sigma, t)
     den = den + _DENSITY_EPS
     return float(np.sum(np.abs(num / den) * den) / np.sum(den))
 
 
-def _auto_sigma(s: FloatArray, r: FloatArray, eps: float) -> float:
+def _auto_sigma(s: FloatArray, r: FloatArray, eps: float, w: FloatArray | None = None) -> float:
     def below_fixed_point(sigma: float) -> bool:
-        return sigma < eps or sigma < _smece_at(s, r, sigma)
+        return sigma < eps or sigma < _smece_at(s, r, sigma, w)
 
     if below_fixed_point(1.0):
         return 1.0
@@ -99,6 +101,7 @@ def smooth_calibration_error(
     mode: str = ...,
     pos_label: Any = ...,
     eps: float = ...,
+    sample_weight: Any = ...,
     return_sigma: Literal[False] = ...,
 ) -> float: ...
 @overload
@@ -110,6 +113,7 @@ def smooth_calibration_error(
     mode: str = ...,
     pos_label: Any = ...,
     eps: float = ...,
+    sample_weight: Any = ...,
     return_sigma: Literal[True],
 ) -> tuple[float, float]: ...
 def smooth_calibration_error(
@@ -120,6 +124,7 @@ def smooth_calibration_error(
     mode: str = "positive",
     pos_label: Any = None,
     eps: float = 1e-3,
+    sample_weight: Any = None,
     return_sigma: bool = False,
 ) -> float | tuple[float, float]:
     """Smooth ECE (smECE) of a binary classifier.
@@ -130,6 +135,13 @@ def smooth_calibration_error(
             σ* = smECE_σ* by 10 bisection steps, as the authors' ``relplot.smECE`` does.
         mode: ``"positive"`` or ``"top_label"`` (see :mod:`balance_score.calibration`).
         eps: bandwidths below ``eps`` count as below the fixed point (``relplot`` default).
+        sample_weight: optional non-negative weights: every kernel sum becomes weighted,
+            :math:`\\hat r(t) = \\sum_i w_i K_\\sigma(t, s_i) r_i / \\sum_i w_i K_\\sigma(t, s_i)` and
+            :math:`\\hat\\delta(t) \\propto \\sum_i w_i K_\\sigma(t, s_i)`, with the weights rescaled to
+            mean 1 first, so ``relplot``'s density floor (1e-4, in units of samples) keeps its
+            meaning and the result does not depend on the weights' scale. Unit weights give
+            exactly the unweighted value; an integer weight k acts like k copies of the sample
+            (up to that floor).
         return_sigma: also return the bandwidth used.
 
     Returns:
@@ -148,11 +160,13 @@ def smooth_calibration_error(
         or not 0.0 <= float(eps) < 1.0
     ):
         raise ValueError(f"eps must be a float in [0, 1), got {eps!r}")
-    y, q, _ = check_binary(y_true, y_prob, pos_label=pos_label)
+    y, q, w = check_binary(y_true, y_prob, pos_label=pos_label, sample_weight=sample_weight)
+    if w is not None:
+        w = w * (w.shape[0] / float(w.sum()))  # mean 1 (unit weights stay exactly 1)
     s, r = scores_and_residuals(y, q, mode)
     r = -r  # score minus outcome, as in relplot (only |.| matters)
-    bw = float(sigma) if sigma is not None else _auto_sigma(s, r, float(eps))
-    value = _smece_at(s, r, bw)
+    bw = float(sigma) if sigma is not None else _auto_sigma(s, r, float(eps), w)
+    value = _smece_at(s, r, bw, w)
     return (value, bw) if return_sigma else value
 
 
