@@ -1,11 +1,21 @@
 """Benchmarks: the combine step (APG vs CFG) and end-to-end sampling with the digits MLP.
 
 Ratios against CFG measured in the same run; threads pinned to 1 (printed). On a CUDA machine
-the combine-step benchmarks also run on the GPU.
+both the combine step and end-to-end sampling also run on the GPU (synchronised inside each
+timed call).
+
+Allocator: at B = 8 each output is a 2 MB buffer, and with glibc's default (dynamic) thresholds
+whether a freed buffer is reused or handed back to the OS (page faults on the next first touch,
+often several milliseconds) depends on the heap's state, not on the method: either CFG or APG
+can land on the slow side in a given run. So this module pins glibc's thresholds (mallopt: no
+mmap below 32 MB, no trimming) so that both reuse their buffers and the ratio measures the
+combine step. Set ``APG_BENCH_MALLOC=default`` to measure the default behaviour instead.
 """
 
 from __future__ import annotations
 
+import ctypes
+import os
 from typing import Any
 
 import pytest
@@ -15,6 +25,21 @@ from apg_guidance.digits import DigitsDenoiser
 
 BATCHES = [2, 8]  # (B, 4, 128, 128) latents: SDXL-sized; B = 8 is a realistic batch
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def _pin_glibc_allocator() -> str:
+    if os.environ.get("APG_BENCH_MALLOC", "pinned") == "default":
+        return "default"
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return "default (not glibc)"
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's mallopt parameter numbers
+    ok = libc.mallopt(m_mmap_threshold, 32 << 20) and libc.mallopt(m_trim_threshold, 1 << 30)
+    return "glibc pinned (mmap >= 32 MB, no trim)" if ok else "default (mallopt failed)"
+
+
+ALLOCATOR = _pin_glibc_allocator()
 
 
 def _sync(device: str) -> None:
@@ -43,7 +68,7 @@ def _threads() -> None:
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("batch", BATCHES)
-@pytest.mark.parametrize("impl", ["cfg", "apg", "apg_stateful", "apg_listing_naive"])
+@pytest.mark.parametrize("impl", ["cfg", "apg", "apg_fused", "apg_stateful", "apg_listing_naive"])
 def test_combine_step(benchmark: Any, impl: str, batch: int, device: str) -> None:
     shape = (batch, 4, 128, 128)
     g = torch.Generator().manual_seed(0)
@@ -57,9 +82,16 @@ def test_combine_step(benchmark: Any, impl: str, batch: int, device: str) -> Non
             out = cfg(c, u, 7.5)
         elif impl == "apg_stateful":
             out = guide(c, u)
-        elif impl == "apg":
+        elif impl in ("apg", "apg_fused"):
             out, state[0] = apg(
-                c, u, 7.5, eta=0.0, norm_threshold=15.0, momentum=-0.5, state=state[0]
+                c,
+                u,
+                7.5,
+                eta=0.0,
+                norm_threshold=15.0,
+                momentum=-0.5,
+                state=state[0],
+                fused=impl == "apg_fused",
             )
         else:
             out, state[0] = _naive_listing(c, u, 7.5, state[0])
@@ -67,27 +99,36 @@ def test_combine_step(benchmark: Any, impl: str, batch: int, device: str) -> Non
         return out
 
     benchmark.extra_info.update(
-        {"threads": torch.get_num_threads(), "shape": shape, "device": device}
+        {
+            "threads": torch.get_num_threads(),
+            "shape": shape,
+            "device": device,
+            "allocator": ALLOCATOR,
+        }
     )
     benchmark.pedantic(step, rounds=30, iterations=3, warmup_rounds=3)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("hidden", [256, 1024])
 @pytest.mark.parametrize("impl", ["cfg", "apg"])
-def test_end_to_end_digits(benchmark: Any, impl: str, hidden: int) -> None:
+def test_end_to_end_digits(benchmark: Any, impl: str, hidden: int, device: str) -> None:
     torch.manual_seed(0)
-    model = DigitsDenoiser(hidden=hidden).eval()
-    noise = torch.randn(256, 64, generator=torch.Generator().manual_seed(1))
-    labels = torch.arange(256) % 10
+    model = DigitsDenoiser(hidden=hidden).eval().to(device)
+    noise = torch.randn(256, 64, generator=torch.Generator().manual_seed(1)).to(device)
+    labels = (torch.arange(256) % 10).to(device)
     guide: Any = (
         ClassifierFreeGuidance(7.0)
         if impl == "cfg"
         else AdaptiveProjectedGuidance(7.0, norm_threshold=1.0, momentum=-0.5)
     )
-    benchmark.extra_info.update({"threads": torch.get_num_threads(), "hidden": hidden})
-    benchmark.pedantic(
-        lambda: sample(model, noise, labels, guidance=guide, steps=16),
-        rounds=8,
-        iterations=1,
-        warmup_rounds=1,
+
+    def run() -> torch.Tensor:
+        out = sample(model, noise, labels, guidance=guide, steps=16)
+        _sync(device)
+        return out
+
+    benchmark.extra_info.update(
+        {"threads": torch.get_num_threads(), "hidden": hidden, "device": device}
     )
+    benchmark.pedantic(run, rounds=8, iterations=1, warmup_rounds=1)

@@ -225,3 +225,62 @@ def test_autograd_flows_through_the_combine_step() -> None:
     assert torch.autograd.gradcheck(
         lambda x: apg(x, u, 5.0, eta=0.2, norm_threshold=1.0)[0], (c,), eps=1e-6, atol=1e-5
     )
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_few_rows_fast_path_edge_cases(monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype) -> None:
+    """Zero difference, zero D_c, clip-only and projection-only settings, half inputs and an
+    empty batch: the few-rows path (dots read back as floats) equals the tensor path."""
+    import apg_guidance.functional as functional
+
+    c, u = _pair((2, 3, 8, 8), dtype=dtype)
+    cases: list[tuple[torch.Tensor, torch.Tensor, dict[str, Any]]] = [
+        (c, c.clone(), {"eta": 0.0, "norm_threshold": 2.0}),  # m = 0: clip scale 1, no NaN
+        (torch.zeros_like(c), u, {"eta": 0.0, "norm_threshold": 2.0}),  # ||D_c|| = 0
+        (c, u, {"eta": 1.0, "norm_threshold": 2.0}),  # clip only
+        (c, u, {"eta": 0.2, "norm_threshold": 0.0, "momentum": -0.5}),  # projection only
+        (c, u, {"eta": 0.0, "norm_threshold": 1e6, "scale_convention": "diffusers"}),
+        (c[:0], u[:0], {"eta": 0.0, "norm_threshold": 2.0}),  # empty batch
+    ]
+    fast = [apg(a, b, 7.0, **kw) for a, b, kw in cases]
+    monkeypatch.setattr(functional, "_FEW_ROWS", 0)
+    slow = [apg(a, b, 7.0, **kw) for a, b, kw in cases]
+    half = dtype in (torch.float16, torch.bfloat16)
+    tol = 1e-2 if half else (1e-5 if dtype == torch.float32 else 1e-12)
+    for (g_fast, s_fast), (g_slow, s_slow) in zip(fast, slow, strict=True):
+        assert g_fast.dtype == dtype and g_fast.shape == g_slow.shape
+        assert torch.isfinite(g_fast).all()
+        torch.testing.assert_close(g_fast, g_slow, rtol=tol, atol=tol)
+        torch.testing.assert_close(s_fast, s_slow, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "convention", "eta", "r", "beta"),
+    # one configuration (each compiles, seconds): the paper's settings, every stage switched on
+    [(torch.float64, "paper", 0.2, 2.0, -0.5)],
+)
+def test_fused_step_equals_eager(
+    dtype: torch.dtype, convention: str, eta: float, r: float, beta: float
+) -> None:
+    """``fused=True`` (one torch.compile'd kernel) gives the eager result, state included."""
+    g = torch.Generator().manual_seed(3)
+    c = torch.randn(3, 2, 5, 7, generator=g, dtype=dtype)
+    u = torch.randn(3, 2, 5, 7, generator=g, dtype=dtype)
+    c[1] = 0.0  # zero conditional prediction: no NaN on either path
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    s_e = s_f = None
+    for _ in range(3):
+        kw: dict[str, Any] = {
+            "eta": eta,
+            "norm_threshold": r,
+            "momentum": beta,
+            "scale_convention": convention,
+        }
+        a, s_e = apg(c, u, 7.5, state=s_e, **kw)
+        b, s_f = apg(c, u, 7.5, state=s_f, fused=True, **kw)
+        assert b.dtype == a.dtype and s_f.dtype == s_e.dtype
+        assert not torch.isnan(b).any()
+        torch.testing.assert_close(b, a, rtol=tol, atol=tol)
+        torch.testing.assert_close(s_f, s_e, rtol=tol, atol=tol)
+    with pytest.raises(TypeError, match="fused must be a bool"):
+        apg(c, u, 7.5, fused=1)  # type: ignore[arg-type]

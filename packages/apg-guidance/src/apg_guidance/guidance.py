@@ -61,6 +61,8 @@ class AdaptiveProjectedGuidance:
         reset_on_sigma_increase: start a new momentum buffer when ``sigma`` goes up between calls
             (a new sampling run), as ComfyUI does.
         compute_dtype: internal dtype (default: at least float32).
+        fused: run each step as one compiled kernel (:func:`apg_guidance.apg` with
+            ``fused=True``): fewer passes over memory, the first call compiles.
 
     Example::
 
@@ -82,7 +84,10 @@ class AdaptiveProjectedGuidance:
         prediction_type: PredictionType = "sample",
         reset_on_sigma_increase: bool = True,
         compute_dtype: torch.dtype | None = None,
+        fused: bool = False,
     ) -> None:
+        if not isinstance(fused, bool):
+            raise TypeError(f"fused must be a bool, got {type(fused).__name__} {fused!r}")
         if scale_convention not in SCALE_CONVENTIONS:
             raise ValueError(
                 f"scale_convention must be one of {SCALE_CONVENTIONS}, got {scale_convention!r}"
@@ -110,6 +115,7 @@ class AdaptiveProjectedGuidance:
         self.prediction_type: PredictionType = prediction_type
         self.reset_on_sigma_increase = bool(reset_on_sigma_increase)
         self.compute_dtype = compute_dtype
+        self.fused = fused
         self.state: torch.Tensor | None = None
         self.steps = 0
         self._prev_sigma: float | None = None
@@ -162,6 +168,7 @@ class AdaptiveProjectedGuidance:
             dims=self.dims,
             scale_convention=self.scale_convention,
             compute_dtype=self.compute_dtype,
+            fused=self.fused,
         )
         self.steps += 1
         self._prev_sigma = sv
@@ -176,7 +183,8 @@ class AdaptiveProjectedGuidance:
         return (
             f"AdaptiveProjectedGuidance(guidance_scale={self.guidance_scale}, eta={self.eta}, "
             f"norm_threshold={self.norm_threshold}, momentum={self.momentum}, dims={self.dims}, "
-            f"scale_convention={self.scale_convention!r}, prediction_type={self.prediction_type!r})"
+            f"scale_convention={self.scale_convention!r}, prediction_type={self.prediction_type!r}, "
+            f"fused={self.fused})"
         )
 
 
