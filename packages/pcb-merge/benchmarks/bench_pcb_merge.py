@@ -2,13 +2,14 @@
 
 Sizes come from the environment so the same file runs on a laptop or a big box:
 ``PCB_BENCH_HIDDEN`` (default 512), ``PCB_BENCH_LAYERS`` (4), ``PCB_BENCH_VOCAB`` (8000),
-``PCB_BENCH_MODELS`` (2 fine-tuned + base). Defaults give ~40 MB per bf16 model; the notes'
-target (0.5–2 GB per model) is e.g. HIDDEN=2048 LAYERS=8 VOCAB=32000.
+``PCB_BENCH_MODELS`` (2 fine-tuned + base). Defaults give 50 MB per bf16 model; the issue's
+size (0.5–2 GB per model) is e.g. HIDDEN=2048 LAYERS=4 VOCAB=32000 (0.8 GB per model).
 
 Every merge runs in a child process (threads pinned to ``PCB_BENCH_THREADS``, default 1), which
-reports its wall time and peak RSS (``ru_maxrss``). Reported per case: wall time, ratio to task
-arithmetic, throughput ((N+1)·S read + S written)/t as a fraction of the measured ``c = a + b``
-bandwidth, and peak RSS / ((N+1) × largest tensor in float32). Baselines in the same run: a
+reports its wall time and peak RSS (``VmHWM``: ``ru_maxrss`` survives ``exec`` on Linux and would
+report the parent's peak). Reported per case: wall time, ratio to task arithmetic, throughput
+((N+1)·S read + S written)/t as a fraction of the measured ``c = a + b`` bandwidth, and peak RSS
+and its increment over the post-import RSS / ((N+1) × largest tensor in float32). Baselines in the same run: a
 load-everything merge (every file read fully, in-memory ``pcb_merge`` on the state dicts) and
 mergekit (``mergekit-pytorch``) on the same files when it is installed and runs.
 """
@@ -131,6 +132,10 @@ def ckpts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     return info
 
 
+class ChildKilled(RuntimeError):
+    """The merge process was killed (by the out-of-memory killer, typically)."""
+
+
 def _child(args: dict[str, Any]) -> dict[str, Any]:
     env = dict(
         os.environ,
@@ -145,8 +150,10 @@ def _child(args: dict[str, Any]) -> dict[str, Any]:
         env=env,
         check=False,
     )
+    if proc.returncode < 0:
+        raise ChildKilled(f"child killed by signal {-proc.returncode} (-9: out of memory)")
     if proc.returncode != 0:
-        raise RuntimeError(f"child failed: {proc.stderr[-3000:]}")
+        raise RuntimeError(f"child failed (exit status {proc.returncode}): {proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
@@ -173,6 +180,13 @@ def _record(name: str, res: dict[str, Any], ckpts: dict[str, Any]) -> dict[str, 
             res["rss_MB"] * 1e6 / ((n + 1) * ckpts["largest_elems"] * 4), 2
         ),
         "rss_over_model": round(res["rss_MB"] * 1e6 / size, 2),
+        # the issue's bound counts the merge's own memory: the peak over the post-import RSS
+        "rss_increment_over_(N+1)x_largest_f32": round(
+            max(res["rss_MB"] - res["rss_import_MB"], 0.0)
+            * 1e6
+            / ((n + 1) * ckpts["largest_elems"] * 4),
+            2,
+        ),
     }
     RESULTS[name] = row
     return row
@@ -215,7 +229,10 @@ def test_load_everything_baseline(benchmark: Any, ckpts: dict[str, Any]) -> None
         "base": str(root / "base"),
         "models": [str(root / f"ft{i}") for i in range(ckpts["n"])],
     }
-    res = benchmark.pedantic(lambda: _child(args), rounds=1, iterations=1)
+    try:
+        res = benchmark.pedantic(lambda: _child(args), rounds=1, iterations=1)
+    except ChildKilled as exc:  # it holds every model in float32: big sizes may not fit
+        pytest.skip(f"load-everything baseline did not fit in memory at this size: {exc}")
     benchmark.extra_info.update(_record("load-everything pcb-global", res, ckpts))
 
 
@@ -277,13 +294,36 @@ def _report(ckpts: dict[str, Any]) -> None:
         print(
             f"[bench] {name:28s} {row['wall_s']:8.2f}s {rel:>9s}  {row['frac_add_bw']:.3f} of add bw  "
             f"peak RSS {row['peak_rss_MB']:8.1f} MB = {row['rss_over_(N+1)x_largest_f32']:.2f} x (N+1)·largest(f32) "
-            f"= {row['rss_over_model']:.2f} x model"
+            f"= {row['rss_over_model']:.2f} x model; increment over imports "
+            f"{row['rss_increment_over_(N+1)x_largest_f32']:.2f} x (N+1)·largest(f32)"
         )
-    if "mergekit ties-tensor" in RESULTS and "ties-tensor" in RESULTS:
+    mk, ours = "mergekit ties-tensor (single files)", "pcb-merge ties-tensor (single files)"
+    if mk in RESULTS and ours in RESULTS:
         print(
-            f"[bench] TIES per tensor speed-up over mergekit: {RESULTS['mergekit ties-tensor']['wall_s'] / RESULTS['ties-tensor']['wall_s']:.2f}x"
+            f"[bench] TIES per tensor speed-up over mergekit (same single files): "
+            f"{RESULTS[mk]['wall_s'] / RESULTS[ours]['wall_s']:.2f}x"
         )
     assert RESULTS
+
+
+def test_zz_report(benchmark: Any, ckpts: dict[str, Any]) -> None:
+    """Last in the file: print every case of this run as one table (ratios within the run)."""
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+    _report(ckpts)
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak RSS. ``ru_maxrss`` survives ``exec`` on Linux (a child started from a
+    big parent reports the parent's peak), so read the address space's own ``VmHWM`` first."""
+    import resource
+
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _child_main(args: dict[str, Any]) -> None:
@@ -294,7 +334,7 @@ def _child_main(args: dict[str, Any]) -> None:
     torch.set_num_threads(THREADS)
     import pcb_merge.streaming  # noqa: F401  (import cost is not merge memory)
 
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss0 = _peak_rss_mb()
     t0 = time.perf_counter()
     if args["kind"] == "stream":
         from pcb_merge import merge_files
@@ -328,13 +368,7 @@ def _child_main(args: dict[str, Any]) -> None:
         if proc.returncode:
             raise RuntimeError(proc.stderr[-2000:])
     wall = time.perf_counter() - t0
-    rss = (
-        max(
-            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
-        )
-        / 1024
-    )
+    rss = max(_peak_rss_mb(), resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
     print(json.dumps({"wall_s": wall, "rss_MB": rss, "rss_import_MB": rss0}))
 
 

@@ -217,8 +217,8 @@ class RadixSelector(Selector):
         for block in blocks():
             if block.shape[1]:
                 for row in range(n):
-                    for raw in wanted[row]:
-                        low[row, raw] += _half_histogram(block[row], raw)
+                    for raw, h in zip(wanted[row], _low_histograms(block[row], wanted[row])):
+                        low[row, raw] += h
             del block
         vals = torch.empty((n, len(ranks)), dtype=torch.float64)
         for row in range(n):
@@ -234,6 +234,23 @@ class RadixSelector(Selector):
                     bits -= 1 << 32
                 vals[row, j] = float(torch.tensor([bits], dtype=torch.int32).view(torch.float32))
         return vals, top
+
+
+def _low_histograms(row: Tensor, raws: Sequence[int]) -> list[Tensor]:
+    """``[_half_histogram(row, raw) for raw in raws]`` with one shift per chunk for all of them."""
+    if len(raws) == 1:
+        return [_half_histogram(row, raws[0])]
+    bits = row.view(torch.int32)
+    outs = [torch.zeros(_BINS, dtype=torch.int64) for _ in raws]
+    signed = [raw - _BINS if raw >= _HALF else raw for raw in raws]
+    for j in range(0, bits.numel(), _CHUNK):
+        part = bits[j : j + _CHUNK]
+        hi = part >> 16
+        for out, sv in zip(outs, signed):
+            sel = part[hi == sv]
+            if sel.numel():
+                out += torch.bincount(sel.bitwise_and_(_BINS - 1), minlength=_BINS)
+    return outs
 
 
 def _half_histogram(row: Tensor, raw: int | None) -> Tensor:

@@ -4,8 +4,11 @@ Readers load one tensor at a time and never map whole files, so the resident mem
 is bounded by the tensors in flight, not by the model size:
 
 - :class:`SafetensorsCheckpoint` parses the safetensors header itself and reads each tensor with a
-  positioned ``readinto`` (no ``mmap``: mapped pages would count towards the process's resident
-  set until unmapped). It accepts a ``.safetensors`` file, a sharded checkpoint's
+  positioned ``readinto`` (:meth:`~SafetensorsCheckpoint.load`). Streaming merges use
+  :meth:`~SafetensorsCheckpoint.view` instead: a zero-copy tensor over a copy-on-write mapping of
+  the shard (writes never reach the file), whose pages :meth:`~SafetensorsCheckpoint.release`
+  drops from the process again (``madvise(MADV_DONTNEED)``), so mapped pages do not accumulate in
+  the resident set. It accepts a ``.safetensors`` file, a sharded checkpoint's
   ``*.safetensors.index.json``, or a folder holding either.
 - :class:`TorchCheckpoint` reads ``.bin``/``.pt`` files only through
   ``torch.load(weights_only=True, mmap=True)``: no pickled code is ever executed.
@@ -19,7 +22,9 @@ when everything was written: a failed merge never leaves a partial checkpoint be
 
 from __future__ import annotations
 
+import contextlib
 import json
+import mmap
 import os
 import shutil
 import struct
@@ -161,6 +166,7 @@ class SafetensorsCheckpoint:
         self.name = str(path)
         self.path = p
         self._entries: dict[str, _Entry] = {}
+        self._maps: dict[Path, mmap.mmap] = {}
         self.metadata: dict[str, str] = {}
         if p.name.endswith(".json"):
             index = json.loads(p.read_text(encoding="utf-8"))
@@ -221,8 +227,15 @@ class SafetensorsCheckpoint:
         return e.shape, e.dtype
 
     def load(self, key: str) -> Tensor:
+        return self.load_into(key, torch.empty(self._entries[key].nbytes, dtype=torch.uint8))
+
+    def load_into(self, key: str, buf: Tensor) -> Tensor:
+        """Read ``key`` into the front of the flat ``uint8`` tensor ``buf`` and return a typed view
+        of it (no allocation: streaming merges reuse one buffer for every tensor)."""
         e = self._entries[key]
-        buf = torch.empty(e.nbytes, dtype=torch.uint8)
+        if buf.dtype != torch.uint8 or buf.dim() != 1 or buf.numel() < e.nbytes:
+            raise ValueError(f"buffer too small or not flat uint8 for tensor {key!r}")
+        buf = buf[: e.nbytes]
         with e.file.open("rb", buffering=0) as f:  # one open per tensor: no handle outlives a read
             f.seek(e.start)
             view = memoryview(buf.numpy())  # type: ignore[arg-type]
@@ -230,8 +243,41 @@ class SafetensorsCheckpoint:
                 raise ValueError(f"{e.file}: truncated data for tensor {key!r}")
         return buf.view(e.dtype).reshape(e.shape)
 
+    def view(self, key: str) -> Tensor | None:
+        """A zero-copy tensor over the mapped file, or ``None`` where that is not possible (no
+        ``madvise``, an empty or misaligned tensor). Writes to it stay private to the process.
+        Call :meth:`release` when done with it to drop its pages from the resident set."""
+        e = self._entries[key]
+        itemsize = torch.empty((), dtype=e.dtype).element_size()
+        if not _CAN_RELEASE or e.nbytes == 0 or e.start % itemsize:
+            return None
+        mm = self._maps.get(e.file)
+        if mm is None:
+            with e.file.open("rb") as f:
+                mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+            self._maps[e.file] = mm
+        raw = torch.frombuffer(mm, dtype=torch.uint8, count=e.nbytes, offset=e.start)
+        return raw.view(e.dtype).reshape(e.shape)
+
+    def release(self, key: str) -> None:
+        """Drop the pages of ``key``'s mapped bytes from the process (the page cache keeps them;
+        a later access faults them in again from the unchanged file)."""
+        e = self._entries[key]
+        mm = self._maps.get(e.file)
+        if mm is None or e.nbytes == 0:
+            return
+        lo = e.start - e.start % mmap.PAGESIZE
+        hi = min(len(mm), e.start + e.nbytes)
+        mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+
     def close(self) -> None:
-        return None
+        for mm in self._maps.values():
+            with contextlib.suppress(BufferError):  # a view is still held: the map goes with it
+                mm.close()
+        self._maps.clear()
+
+
+_CAN_RELEASE = hasattr(mmap, "MADV_DONTNEED") and hasattr(mmap.mmap, "madvise")
 
 
 class TorchCheckpoint:

@@ -111,6 +111,7 @@ def merge_files(
                 selector=RadixSelector(gather_limit),
                 progress=progress,
                 keys=keys,
+                reuse=True,
             )
             return writer.commit()
         except BaseException:
