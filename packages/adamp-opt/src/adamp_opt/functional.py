@@ -205,8 +205,9 @@ def _decide_one(
     codes, scale = projection_scales(
         stats,
         torch.zeros(c, dtype=torch.long, device=stats.device),
-        torch.tensor([param.numel() / c], dtype=dt, device=stats.device),
-        torch.tensor([float(param.numel())], dtype=dt, device=stats.device),
+        # torch.full, not torch.tensor: no host-to-device copy (which would synchronise)
+        torch.full((1,), param.numel() / c, dtype=dt, device=stats.device),
+        torch.full((1,), float(param.numel()), dtype=dt, device=stats.device),
         delta=delta,
         eps=eps,
         mode=mode,
@@ -216,7 +217,7 @@ def _decide_one(
 
 def _wd_factor(code: Tensor, *, decay: float, wd_ratio: float, dtype: torch.dtype) -> Tensor:
     """``1 - decay * (wd_ratio if projected else 1)`` as a tensor (no host sync)."""
-    ratio = torch.where(code > NONE, torch.tensor(wd_ratio, dtype=dtype, device=code.device), 1.0)
+    ratio = torch.where(code > NONE, torch.full_like(code, wd_ratio, dtype=dtype), 1.0)
     return 1.0 - decay * ratio
 
 

@@ -15,6 +15,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from adamp_opt import functional as F
+from adamp_opt._batched import adamp_batched
 
 __all__ = ["SGDP", "AdamP"]
 
@@ -85,6 +86,16 @@ class _ProjectingOptimizer(Optimizer):
             group.setdefault("foreach", None)
             group.setdefault("projection", "auto")
             group.setdefault("channel_dim", 0)
+
+    def _flat_cache(self, group_index: int) -> dict[Any, Any]:
+        """Per-group cache of persistent flat buffers (not part of the state: never pickled).
+
+        ``Optimizer.__getstate__`` keeps only defaults, state and param groups, so a copied or
+        unpickled optimizer starts with an empty cache and rebuilds its buffers on its first
+        step from the (copied) state values.
+        """
+        caches: dict[int, dict[Any, Any]] = self.__dict__.setdefault("_flat_caches", {})
+        return caches.setdefault(group_index, {})
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a group; its options are validated here, where they enter."""
@@ -275,13 +286,23 @@ class AdamP(_ProjectingOptimizer):
             if not params:
                 continue
             beta1, beta2 = group["betas"]
-            decisions = F.adamp(
-                params, grads, exp_avgs, exp_avg_sqs, steps, lr=float(group["lr"]), beta1=float(beta1),
-                beta2=float(beta2), eps=float(group["eps"]), weight_decay=float(group["weight_decay"]),
-                delta=float(group["delta"]), wd_ratio=float(group["wd_ratio"]), nesterov=group["nesterov"],
-                maximize=group["maximize"], projection=group["projection"], channel_dim=group["channel_dim"],
-                foreach=self._use_foreach(group),
-            )  # fmt: skip
+            kw: dict[str, Any] = {
+                "lr": float(group["lr"]), "beta1": float(beta1), "beta2": float(beta2),
+                "eps": float(group["eps"]), "weight_decay": float(group["weight_decay"]),
+                "delta": float(group["delta"]), "wd_ratio": float(group["wd_ratio"]),
+                "nesterov": group["nesterov"], "maximize": group["maximize"],
+                "projection": group["projection"], "channel_dim": group["channel_dim"],
+            }  # fmt: skip
+            if self._use_foreach(group):
+                # the moments of small tensors live in persistent flat buffers (views in `states`)
+                decisions = adamp_batched(
+                    params, grads, exp_avgs, exp_avg_sqs, steps, states=states,
+                    flat_cache=self._flat_cache(gi), **kw,
+                )  # fmt: skip
+            else:
+                decisions = F.adamp(
+                    params, grads, exp_avgs, exp_avg_sqs, steps, foreach=False, **kw
+                )
             self._store(params, decisions, states)
         return loss
 
