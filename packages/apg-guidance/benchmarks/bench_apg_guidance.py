@@ -68,19 +68,30 @@ def _threads() -> None:
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("batch", BATCHES)
-@pytest.mark.parametrize("impl", ["cfg", "apg", "apg_fused", "apg_stateful", "apg_listing_naive"])
+@pytest.mark.parametrize(
+    "impl", ["cfg", "apg", "apg_fused", "apg_stateful", "apg_graph", "apg_listing_naive"]
+)
 def test_combine_step(benchmark: Any, impl: str, batch: int, device: str) -> None:
     shape = (batch, 4, 128, 128)
     g = torch.Generator().manual_seed(0)
     c = torch.randn(shape, generator=g).to(device)
     u = torch.randn(shape, generator=g).to(device)
+    if impl == "apg_graph" and device != "cuda":
+        pytest.skip("CUDA graphs need a CUDA device")
     state: list[Any] = [None]
-    guide = AdaptiveProjectedGuidance(7.5, eta=0.0, norm_threshold=15.0, momentum=-0.5)
+    guide = AdaptiveProjectedGuidance(
+        7.5,
+        eta=0.0,
+        norm_threshold=15.0,
+        momentum=-0.5,
+        fused=impl == "apg_graph",
+        cuda_graph=impl == "apg_graph",
+    )
 
     def step() -> torch.Tensor:
         if impl == "cfg":
             out = cfg(c, u, 7.5)
-        elif impl == "apg_stateful":
+        elif impl in ("apg_stateful", "apg_graph"):
             out = guide(c, u)
         elif impl in ("apg", "apg_fused"):
             out, state[0] = apg(
@@ -158,9 +169,11 @@ class _LatentConvDenoiser(torch.nn.Module):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("impl", ["cfg", "apg"])
+@pytest.mark.parametrize("impl", ["cfg", "apg", "apg_graph"])
 def test_end_to_end_latent_convnet(benchmark: Any, impl: str, device: str) -> None:
     """End-to-end sampling where the network dominates (the issue's "model of realistic size")."""
+    if impl == "apg_graph" and device != "cuda":
+        pytest.skip("CUDA graphs need a CUDA device")
     torch.manual_seed(0)
     model = _LatentConvDenoiser().eval().to(device)
     noise = torch.randn(2, 4, 32, 32, generator=torch.Generator().manual_seed(1)).to(device)
@@ -168,7 +181,13 @@ def test_end_to_end_latent_convnet(benchmark: Any, impl: str, device: str) -> No
     guide: Any = (
         ClassifierFreeGuidance(7.5)
         if impl == "cfg"
-        else AdaptiveProjectedGuidance(7.5, norm_threshold=15.0, momentum=-0.5)
+        else AdaptiveProjectedGuidance(
+            7.5,
+            norm_threshold=15.0,
+            momentum=-0.5,
+            fused=impl == "apg_graph",
+            cuda_graph=impl == "apg_graph",
+        )
     )
 
     def run() -> torch.Tensor:

@@ -204,3 +204,12 @@ def test_digits_denoiser_trains() -> None:
 def test_import_is_lazy() -> None:
     code = "import sys, apg_guidance; assert 'torch' not in sys.modules; apg_guidance.apg; assert 'torch' in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_cuda_graph_needs_cuda_tensors() -> None:
+    guide = AdaptiveProjectedGuidance(7.5, momentum=-0.5, cuda_graph=True)
+    c = torch.randn(2, 3, 4, 4)
+    with pytest.raises(ValueError, match="cuda_graph=True needs both predictions on one CUDA"):
+        guide(c, c * 0.5)
+    with pytest.raises(TypeError, match="cuda_graph must be a bool"):
+        AdaptiveProjectedGuidance(7.5, cuda_graph="yes")  # type: ignore[arg-type]
