@@ -35,12 +35,47 @@ class Block:
 
 Stats = dict[str, Any]
 BlockSource = Callable[[], Iterable[Block]]
+Sampler = Callable[[], Tensor]
+"""Returns the task vectors ``(n, s)`` at seeded random columns of the scope (see
+:func:`sample_size`), read without a full pass; used only to bracket order statistics."""
+
+_SAMPLE_SEED = 0x5EED
+
+
+def sample_size(d: int) -> int:
+    """Columns sampled to bracket order statistics: about d/128, within [2^16, 2^22], at most d.
+    A bracket then holds ~12·sqrt(p(1-p))·d/sqrt(s) values, a few MB at most."""
+    return min(d, max(1 << 16, min(1 << 22, d // 128)))
+
+
+def sample_positions(d: int) -> Tensor:
+    """Sorted seeded positions (with replacement) in ``[0, d)``, the same for every run."""
+    if d <= 0:
+        return torch.empty(0, dtype=torch.int64)
+    g = torch.Generator().manual_seed(_SAMPLE_SEED)
+    return torch.sort(torch.randint(0, d, (sample_size(d),), generator=g)).values
+
+
+def block_sampler(block: Block) -> Sampler:
+    """A :data:`Sampler` over one in-memory block (tensor scope)."""
+
+    def sample() -> Tensor:
+        return block.tv[:, sample_positions(block.tv.shape[1])]
+
+    return sample
 
 
 class MethodImpl:
     name = ""
 
-    def stats(self, blocks: BlockSource, d: int, n: int, selector: Selector) -> Stats:
+    def stats(
+        self,
+        blocks: BlockSource,
+        d: int,
+        n: int,
+        selector: Selector,
+        sample: Sampler | None = None,
+    ) -> Stats:
         return {}
 
     def delta(self, block: Block, stats: Stats, lambdas: Tensor) -> Tensor:
@@ -101,12 +136,22 @@ class Ties(MethodImpl):
     def __init__(self, density: float) -> None:
         self.density = density
 
-    def stats(self, blocks: BlockSource, d: int, n: int, selector: Selector) -> Stats:
+    def stats(
+        self,
+        blocks: BlockSource,
+        d: int,
+        n: int,
+        selector: Selector,
+        sample: Sampler | None = None,
+    ) -> Stats:
         rank = F.ties_rank(d, self.density)
         if rank < 0:
             thr = torch.full((n,), float("-inf"), dtype=torch.float64)
         else:
-            vals, _ = selector.select(lambda: (b.tv.abs() for b in blocks()), [rank], n)
+            hint = sample().abs() if sample is not None else None
+            vals, _ = selector.select(
+                lambda: (b.tv.abs() for b in blocks()), [rank], n, sample=hint, d=d
+            )
             thr = vals[:, 0]
         total = torch.zeros((), dtype=torch.float64)
         for b in blocks():  # majority sign over the whole scope, for coordinates whose sum is 0
@@ -135,7 +180,7 @@ class Ties(MethodImpl):
         return {"merge_method": self.name, "density": repr(self.density)}
 
 
-_COLS = 1 << 15  # columns per chunk of the fused PCB kernels (keeps their temporaries in cache)
+_COLS = 1 << 17  # columns per chunk of the fused PCB kernels (their temporaries stay in L2/L3)
 
 
 def _clamp_(x: Tensor, lo: Tensor, hi: Tensor) -> Tensor:
@@ -184,28 +229,51 @@ class Pcb(MethodImpl):
     def __init__(self, ratio: float, outlier: float, inter: str) -> None:
         self.ratio, self.outlier, self.inter = ratio, outlier, inter
 
-    def stats(self, blocks: BlockSource, d: int, n: int, selector: Selector) -> Stats:
+    def stats(
+        self,
+        blocks: BlockSource,
+        d: int,
+        n: int,
+        selector: Selector,
+        sample: Sampler | None = None,
+    ) -> Stats:
         lo_i, hi_i, q_i = F.pcb_rank_indices(d, self.ratio, self.outlier)
-        # A selector that consumes each block before asking for the next can share one buffer.
+        tv_s = sample() if sample is not None else None
+        # A selector that consumes each block before asking for the next (the radix one) is fed
+        # column chunks of |τ| and β computed into small reused buffers, which stay in cache: no
+        # whole-block score buffer. The in-memory selector keeps every block, so it gets copies.
         reuse = not isinstance(selector, InMemorySelector)
         buf = _Buffer()
 
         def mags() -> Iterator[Tensor]:
             for b in blocks():
-                out = buf.get(tuple(b.tv.shape), b.tv.dtype) if reuse else None  # type: ignore[arg-type]
-                yield torch.abs(b.tv, out=out) if out is not None else b.tv.abs()
-                del b, out
+                if not reuse or not b.tv.shape[1]:
+                    yield b.tv.abs()
+                    continue
+                m = b.tv.shape[1]
+                for j in range(0, m, _COLS):
+                    e = min(m, j + _COLS)
+                    yield torch.abs(b.tv[:, j:e], out=buf.get((n, e - j), b.tv.dtype))
+                del b
 
-        vals, _ = selector.select(mags, [lo_i, hi_i], n)
+        hint = tv_s.abs() if tv_s is not None else None
+        vals, _ = selector.select(mags, [lo_i, hi_i], n, sample=hint, d=d)
         lo, hi = vals[:, 0], vals[:, 1]
+        # β of the sampled columns (β is per column, so these are samples of the full β)
+        hint = self._beta(tv_s, lo, hi) if tv_s is not None else None
+        del tv_s
 
         def betas() -> Iterator[Tensor]:
             for b in blocks():
-                out = buf.get(tuple(b.tv.shape), b.tv.dtype) if reuse else None  # type: ignore[arg-type]
-                yield self._beta(b.tv, lo, hi, out)
-                del b, out
+                if not reuse or not b.tv.shape[1]:
+                    yield self._beta(b.tv, lo, hi)
+                    continue
+                for _, _, beta, _ in self._chunks(b.tv, lo, hi):
+                    yield beta
+                del b
 
-        qv, top = selector.select(betas, [q_i], n)
+        qv, top = selector.select(betas, [q_i], n, sample=hint, d=d)
+        del hint
         return {"lo": lo, "hi": hi, "q": qv[:, 0], "max": top}
 
     def _chunks(
@@ -553,7 +621,12 @@ def run(
                 yield block
                 del block
 
-        stats = impl.stats(blocks, d, n, sel)
+        def sample() -> Tensor:
+            return _sample_files(float_keys, d, base, models, compute_dtype, pass_pool)
+
+        # the sample only helps the float32 radix route (one bracketed pass per statistic)
+        use_sample = compute_dtype == torch.float32 and not isinstance(sel, InMemorySelector)
+        stats = impl.stats(blocks, d, n, sel, sample=sample if use_sample else None)
         _warn_degenerate(impl, stats)
     else:
         checked, cache = set(), {}
@@ -582,11 +655,7 @@ def run(
             block = load_block(
                 key, base, models, compute_dtype, check=key not in checked, pool=pool
             )
-        st = (
-            stats
-            if scope == "global"
-            else impl.stats(only(block), block.base.numel(), n, _tensor_selector(impl, block))
-        )
+        st = stats if scope == "global" else _tensor_stats(impl, block, n)
         base_flat = block.base
         if pool is None:
             delta = impl.delta(block, st, lambdas)
@@ -607,6 +676,45 @@ def run(
             emit(key, merged.reshape(shape))
         del merged
     return stats
+
+
+def _tensor_stats(impl: MethodImpl, block: Block, n: int) -> Stats:
+    sel = _tensor_selector(impl, block)  # the radix one only for float32 blocks
+    sample = None if isinstance(sel, InMemorySelector) else block_sampler(block)
+    return impl.stats(only(block), block.base.numel(), n, sel, sample=sample)
+
+
+def _sample_files(
+    keys: Sequence[str],
+    d: int,
+    base: Checkpoint,
+    models: Sequence[Checkpoint],
+    dtype: torch.dtype,
+    pool: _Pool | None,
+) -> Tensor:
+    """Task vectors ``(n, s)`` at :func:`sample_positions` of the flattened float tensors ``keys``
+    (same arithmetic as :func:`load_block`: cast, then subtract), reading only those entries from
+    mapped checkpoints. Not NaN-checked: the statistics pass that follows checks every tensor."""
+    pos = sample_positions(d)
+    out = torch.empty((len(models), pos.numel()), dtype=dtype)
+    start = 0
+    off = 0
+    for k in keys:
+        numel = 1
+        for s in base.spec(k)[0]:
+            numel *= s
+        stop = int(torch.searchsorted(pos, off + numel))
+        if stop > start:
+            idx = pos[start:stop] - off
+            b = _read(base, k, pool).reshape(-1).index_select(0, idx).to(dtype)
+            _release(base, k)
+            for i, m in enumerate(models):
+                v = _read(m, k, pool).reshape(-1).index_select(0, idx)
+                out[i, start:stop].copy_(v).sub_(b)
+                _release(m, k)
+        start = stop
+        off += numel
+    return out
 
 
 def _tensor_selector(impl: MethodImpl, block: Block) -> Selector:

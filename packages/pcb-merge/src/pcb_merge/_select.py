@@ -13,14 +13,24 @@ float32 blocks (the default compute dtype) take a shorter route: their own 32 bi
 exactly two passes settle every query of a row at once (one histogram of the high 16 bits, one
 of the low 16 bits among the values in the chosen bucket), with no float64 copy and no gather.
 Histograms are built over fixed-size column chunks, so the temporaries stay small.
+
+With a ``sample`` of the quantity (``s`` seeded random columns), float32 selection usually takes
+ONE pass: the sample's order statistics around ``rank·s/d ± 6`` binomial standard deviations give
+a bracket ``[A, B]`` per rank (as order-preserving int32 keys, so ``-0.0 < +0.0`` exactly as in
+the radix order); the pass counts the keys ``< A``, ``<= A``, ``< B``, ``<= B`` and collects those
+strictly between (a few per mille of the values). The k-th is then ``A``, ``B`` or the right one
+among the collected keys. If a rank lies outside its bracket, or more than ``max(gather_limit,
+2·s)`` keys would be collected, the two-pass route runs instead: the value is exact either way.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -67,16 +77,34 @@ Blocks = Callable[[], Iterable[Tensor]]
 
 
 class Selector:
-    """Interface: ``select(blocks, ranks, n) -> (values (n, len(ranks)), row max (n,))``."""
+    """Interface: ``select(blocks, ranks, n) -> (values (n, len(ranks)), row max (n,))``.
 
-    def select(self, blocks: Blocks, ranks: Sequence[int], n: int) -> tuple[Tensor, Tensor]:
+    ``sample``, optional: ``(n, s)`` values of the same quantity at seeded random positions of the
+    ``d`` columns (an unbiased sample). A selector may use it to bracket each rank and settle it in
+    one pass; it never changes the result, which is always the exact order statistic."""
+
+    def select(
+        self,
+        blocks: Blocks,
+        ranks: Sequence[int],
+        n: int,
+        sample: Tensor | None = None,
+        d: int = 0,
+    ) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
 
 
 class InMemorySelector(Selector):
     """Concatenate every block and use ``torch.kthvalue`` (the official computation)."""
 
-    def select(self, blocks: Blocks, ranks: Sequence[int], n: int) -> tuple[Tensor, Tensor]:
+    def select(
+        self,
+        blocks: Blocks,
+        ranks: Sequence[int],
+        n: int,
+        sample: Tensor | None = None,
+        d: int = 0,
+    ) -> tuple[Tensor, Tensor]:
         parts = list(blocks())
         full = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
         if ranks:
@@ -94,12 +122,28 @@ class RadixSelector(Selector):
             raise ValueError(f"gather_limit must be positive, got {gather_limit!r}")
         self.gather_limit = gather_limit
         self.passes = 0
+        self.bracket_misses = 0  # bracketed selections that fell back to the two-pass route
 
-    def select(self, blocks: Blocks, ranks: Sequence[int], n: int) -> tuple[Tensor, Tensor]:
+    def select(
+        self,
+        blocks: Blocks,
+        ranks: Sequence[int],
+        n: int,
+        sample: Tensor | None = None,
+        d: int = 0,
+    ) -> tuple[Tensor, Tensor]:
         it = iter(blocks())
         head = next(it, None)
         if head is not None and head.dtype == torch.float32:
-            return self._select32(itertools.chain([head], it), blocks, ranks, n)
+            src32: Iterable[Tensor] = itertools.chain([head], it)
+            del head
+            if sample is not None and ranks and d > 0 and sample.shape[1] > 0:
+                bracketed = self._select_bracket(src32, ranks, n, sample, d)
+                if bracketed is not None:
+                    return bracketed
+                self.bracket_misses += 1
+                src32 = blocks()
+            return self._select32(src32, blocks, ranks, n)
         start: Iterator[Tensor] | None = itertools.chain([] if head is None else [head], it)
         del head
         queries = [_Query(row=i, rank=r) for i in range(n) for r in ranks]
@@ -234,6 +278,124 @@ class RadixSelector(Selector):
                     bits -= 1 << 32
                 vals[row, j] = float(torch.tensor([bits], dtype=torch.int32).view(torch.float32))
         return vals, top
+
+    # ---------------------------------------------------------- float32: 1 pass with a bracket
+
+    def _select_bracket(
+        self, first: Iterable[Tensor], ranks: Sequence[int], n: int, sample: Tensor, d: int
+    ) -> tuple[Tensor, Tensor] | None:
+        """One pass: bracket every rank by the sample's order statistics ``[A, B]`` (in
+        order-preserving int32 keys), count the keys below/at each end and collect the keys
+        strictly between; the k-th is then ``A``, ``B`` or found among the collected ones.
+        Returns None (caller falls back to :meth:`_select32`) when a rank is outside its bracket
+        or more than ``max(gather_limit, 2·s)`` keys would be collected."""
+        s = sample.shape[1]
+        skeys = torch.from_numpy(
+            order_keys32(sample.to(torch.float32).contiguous().view(torch.int32).numpy())
+        )
+        skeys = torch.sort(skeys, dim=1).values
+        # queries[row] = [(rank, A, B)], A/B as python ints (sentinels count nothing/everything)
+        queries: list[list[tuple[int, int, int]]] = []
+        for row in range(n):
+            qs = []
+            for r in ranks:
+                a, b = _bracket(r, d, s)
+                ka = int(skeys[row, a]) if a >= 0 else _I32_MIN
+                kb = int(skeys[row, b]) if b < s else _I32_MAX
+                qs.append((r, ka, kb))
+            queries.append(qs)
+        del skeys
+        cap = max(self.gather_limit, 2 * s)
+        counts = np.zeros((n, len(ranks), 4), dtype=np.int64)  # <A, <=A, <B, <=B
+        inner: list[list[list[np.ndarray]]] = [[[] for _ in ranks] for _ in range(n)]
+        gathered = 0
+        top = torch.full((n,), float("-inf"), dtype=torch.float64)
+        w = _BRACKET_CHUNK
+        kbuf = np.empty(w, dtype=np.int32)
+        m1, m2 = np.empty(w, dtype=np.bool_), np.empty(w, dtype=np.bool_)
+        self.passes += 1
+        for block in first:
+            if block.shape[1]:
+                top = torch.maximum(top, block.amax(dim=1).to(torch.float64))
+                for row in range(n):
+                    bits = block[row].view(torch.int32).numpy()
+                    for j in range(0, bits.shape[0], w):
+                        part = bits[j : j + w]
+                        k = part.shape[0]
+                        # non-negative bit patterns (e.g. |τ|) are their own keys
+                        keys = part if part.min() >= 0 else order_keys32(part, kbuf[:k])
+                        a1, a2 = m1[:k], m2[:k]
+                        for qi, (_, ka, kb) in enumerate(queries[row]):
+                            c = counts[row, qi]
+                            if ka != _I32_MIN:  # else nothing is below A
+                                c[0] += np.count_nonzero(np.less(keys, ka, out=a1))
+                            if kb != _I32_MAX:  # else everything is at most B
+                                c[3] += np.count_nonzero(np.less_equal(keys, kb, out=a1))
+                            else:
+                                c[3] += k
+                            if ka == kb:
+                                c[1] += np.count_nonzero(np.less_equal(keys, ka, out=a1))
+                                continue
+                            c[2] += np.count_nonzero(np.less(keys, kb, out=a2))
+                            c[1] += np.count_nonzero(np.less_equal(keys, ka, out=a1))
+                            np.logical_not(a1, out=a1)
+                            a1 &= a2
+                            sel = keys[a1]
+                            if sel.size:
+                                gathered += sel.size
+                                if gathered > cap:
+                                    return None
+                                inner[row][qi].append(sel)
+            del block
+        vals = torch.empty((n, len(ranks)), dtype=torch.float64)
+        for row in range(n):
+            for qi, (r, ka, kb) in enumerate(queries[row]):
+                lt_a, le_a, lt_b, le_b = (int(v) for v in counts[row, qi])
+                if ka == kb:
+                    lt_b = le_a
+                if not lt_a <= r < le_b:
+                    return None  # the sample's bracket missed this rank
+                if r < le_a:
+                    key = ka
+                elif r < lt_b:
+                    cand = np.concatenate(inner[row][qi])
+                    key = int(np.partition(cand, r - le_a)[r - le_a])
+                else:
+                    key = kb
+                vals[row, qi] = _key32_to_float(key)
+        return vals, top
+
+
+_BRACKET_CHUNK = 1 << 15  # elements per chunk of the bracket counts (masks stay in cache)
+_BRACKET_Z = 6.0  # half-width of the sample bracket in binomial standard deviations
+_I32_MIN = -(2**31)  # key of no float32 (a NaN pattern): "< A" counts nothing
+_I32_MAX = 2**31 - 1  # likewise: "<= B" counts everything
+
+
+def order_keys32(bits: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Order-preserving int32 keys of float32 bit patterns (``-0.0 < +0.0``, the order of the
+    radix route): negatives get their 31 magnitude bits flipped. An involution."""
+    if out is None:
+        out = np.empty_like(bits)
+    np.right_shift(bits, 31, out=out)
+    np.bitwise_and(out, 0x7FFFFFFF, out=out)
+    np.bitwise_xor(out, bits, out=out)
+    return out
+
+
+def _key32_to_float(key: int) -> float:
+    bits = order_keys32(np.array([key], dtype=np.int32))
+    return float(bits.view(np.float32)[0])
+
+
+def _bracket(rank: int, d: int, s: int) -> tuple[int, int]:
+    """Sample positions ``(a, b)`` (0-based, may fall outside ``[0, s)``) whose values bracket
+    the ``rank``-th of ``d`` values with high probability: the expected sample position of the
+    rank ± ``_BRACKET_Z`` binomial standard deviations (and two positions of slack)."""
+    p = (rank + 0.5) / d
+    center = p * s
+    half = _BRACKET_Z * math.sqrt(s * p * (1.0 - p)) + 2.0
+    return math.floor(center - half), math.ceil(center + half)
 
 
 def _low_histograms(row: Tensor, raws: Sequence[int]) -> list[Tensor]:

@@ -4,9 +4,10 @@
 versions, merges, and streams the result into the output shard. ``scope="global"`` (the official
 PCB and TIES) needs whole-model order statistics per task; they are found *exactly* by multi-pass
 radix selection (:class:`~pcb_merge._select.RadixSelector`) that holds one tensor's task vectors
-at a time (two passes per statistic in float32), followed by the output pass. Peak memory is
-therefore about two to three times ``(N+1) × largest tensor`` in the compute dtype (one block, one
-reused score buffer, chunk-sized temporaries), independent of the model size.
+at a time (in float32 one pass per statistic, bracketed by a seeded sample of at most 2^22
+columns, two passes if the bracket misses), followed by the output pass. Peak memory is therefore
+about two times ``(N+1) × largest tensor`` in the compute dtype (one block, chunk-sized score
+buffers, the sample), independent of the model size.
 """
 
 from __future__ import annotations
