@@ -258,8 +258,13 @@ class PCBScores:
         od = V.out_dtype(out_dtype)
         out: StateDict = {}
         for key, base in self.base.items():
-            if key not in self.clamped:
-                out[key] = base.clone()
+            if key not in self.clamped:  # non-float entries, and empty tensors in tensor scope
+                keep = base.is_floating_point() and base.numel() == 0
+                out[key] = (
+                    base.to(od or self.dtypes[key]).reshape(self.shapes[key])
+                    if keep
+                    else base.clone()
+                )
                 continue
             delta = pcb_merge_rows(self.clamped[key], self.scale[key], lam)
             out[key] = (base + delta).to(od or self.dtypes[key]).reshape(self.shapes[key])
@@ -319,6 +324,9 @@ class PCB:
                 res.base[k] = b.load(k).clone()
                 continue
             bl = blocks[k]
+            if scope == "tensor" and bl.base.numel() == 0:
+                res.base[k] = bl.base  # nothing to rank: an empty tensor merges to itself
+                continue
             st = (
                 stats
                 if scope == "global"
