@@ -282,5 +282,9 @@ def test_fused_step_equals_eager(
         assert not torch.isnan(b).any()
         torch.testing.assert_close(b, a, rtol=tol, atol=tol)
         torch.testing.assert_close(s_f, s_e, rtol=tol, atol=tol)
+    # non-trailing reduction dims go through the (rows, features) permutation first
+    a, _ = apg(c, u, 7.5, dims=(1, 3), **kw)
+    b, _ = apg(c, u, 7.5, dims=(1, 3), fused=True, **kw)
+    torch.testing.assert_close(b, a, rtol=tol, atol=tol)
     with pytest.raises(TypeError, match="fused must be a bool"):
         apg(c, u, 7.5, fused=1)  # type: ignore[arg-type]

@@ -27,6 +27,7 @@ gradients flow, but a zero-norm difference with the clip on has no defined gradi
 
 from __future__ import annotations
 
+import math
 import types
 from typing import Any
 
@@ -44,27 +45,40 @@ def _fused_rows(
     proj: bool,
     cond_anchor: bool,
     out_dtype: torch.dtype,
+    start: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    # scalars = [s, beta, r, 1 - eta] in the compute dtype; c, u, state are (rows, features)
+    # scalars = [s, beta, r, 1 - eta] in the compute dtype; the reduced dims of c, u and state
+    # are the trailing ones from ``start`` on: viewed as (rows, features) here, inside the graph
+    # (free), and the results viewed back to the input shape
+    shape = c.shape
+    rows = (-1, math.prod(shape[start:]))
     cd = scalars.dtype
-    cc_ = c.to(cd)
-    uu = u.to(cd)
-    m = cc_ - uu
+    cc_ = c.reshape(rows).to(cd)
+    uu = u.reshape(rows).to(cd)
     if state is not None:
-        m = m + scalars[1] * state
-    b_m = scalars[0].expand(c.shape[0], 1)
+        state = state.reshape(rows)
+    d = cc_ - uu
+
+    def momentum() -> torch.Tensor:
+        # m_t = Delta + beta m_{t-1}, written out at each use on purpose: with one shared ``m``
+        # inductor stores it in a pass of its own and reads it back for the sums (~10 % slower
+        # on the CPU); this way the sums read c, u, state and m is stored only by the last loop
+        return d if state is None else d + scalars[1] * state
+
+    b_m = scalars[0].expand(cc_.shape[0], 1)
     if clip:
-        mm = (m * m).sum(dim=1, keepdim=True)
+        mm = (momentum() * momentum()).sum(dim=1, keepdim=True)
         b_m = b_m * torch.clamp(scalars[2] * torch.rsqrt(mm), max=1.0)  # ||m|| = 0 -> inf -> 1
     anchor = cc_ if cond_anchor else uu
+    m = momentum()
     if proj:
-        k = (m * cc_).sum(dim=1, keepdim=True) / torch.clamp(
+        k = (momentum() * cc_).sum(dim=1, keepdim=True) / torch.clamp(
             (cc_ * cc_).sum(dim=1, keepdim=True), min=_EPS2
         )
         out = anchor + (-b_m * scalars[3] * k) * cc_ + b_m * m
     else:
         out = anchor + b_m * m
-    return out.to(out_dtype), m
+    return out.to(out_dtype).reshape(shape), m.reshape(shape)
 
 
 _compiled: dict[tuple[Any, ...], Any] = {}
@@ -98,8 +112,10 @@ def fused_combine(
     eta: float,
     cond_anchor: bool,
     compute_dtype: torch.dtype,
+    start: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Guided rows and new state rows from (rows, features) views; see the module docstring."""
+    """Guided prediction and new state, shaped like ``c``; dims ``start:`` are reduced (per
+    sample), the leading dims index the samples. See the module docstring."""
     prev = state if (state is not None and beta != 0.0) else None
     clip, proj = norm_threshold > 0.0, eta != 1.0
     key = (prev is not None, clip, proj, cond_anchor, c.dtype, compute_dtype, c.device.type)
@@ -113,5 +129,5 @@ def fused_combine(
         _scalars[skey] = scalars
     guided: torch.Tensor
     new_state: torch.Tensor
-    guided, new_state = _kernel(key)(c, u, prev, scalars, clip, proj, cond_anchor, c.dtype)
+    guided, new_state = _kernel(key)(c, u, prev, scalars, clip, proj, cond_anchor, c.dtype, start)
     return guided, new_state

@@ -421,17 +421,30 @@ def apg(
 
         prev = None
         if beta != 0.0 and state is not None:
-            prev = _as_rows(state if state.dtype == cd else state.to(cd), red)
+            prev = state if state.dtype == cd else state.to(cd)
+        if red[0] == pred_cond.ndim - len(red):  # trailing reduced dims: no reshaping here
+            return fused_combine(
+                pred_cond,
+                pred_uncond,
+                prev,
+                cond_anchor=anchor == "cond",
+                compute_dtype=cd,
+                start=red[0],
+                coef=coef,
+                beta=beta,
+                norm_threshold=r,
+                eta=e,
+            )
         g_rows, m_rows = fused_combine(
             _as_rows(pred_cond, red),
             _as_rows(pred_uncond, red),
-            prev,
+            None if prev is None else _as_rows(prev, red),
+            cond_anchor=anchor == "cond",
+            compute_dtype=cd,
             coef=coef,
             beta=beta,
             norm_threshold=r,
             eta=e,
-            cond_anchor=anchor == "cond",
-            compute_dtype=cd,
         )
         return _from_rows(g_rows, pred_cond.shape, red), _from_rows(m_rows, pred_cond.shape, red)
 
