@@ -117,7 +117,7 @@ def test_combine_step(benchmark: Any, impl: str, batch: int, device: str) -> Non
             "allocator": ALLOCATOR,
         }
     )
-    benchmark.pedantic(step, rounds=30, iterations=3, warmup_rounds=3)
+    benchmark.pedantic(step, rounds=200, iterations=5, warmup_rounds=5)  # µs each: many samples
 
 
 @pytest.mark.parametrize("device", DEVICES)
