@@ -36,7 +36,14 @@ from torch.func import jacfwd, jacrev
 from lvhba.functional import penalty
 from lvhba.oracle import CvxpyLowerLevel
 from lvhba.problem import BilevelProblem
-from lvhba.solver import History, NonFiniteIterateError, _positive, _rel_step, _vector_arg
+from lvhba.solver import (
+    History,
+    NonFiniteIterateError,
+    _check_run_options,
+    _positive,
+    _rel_step,
+    _vector_arg,
+)
 
 Status = Literal["converged", "max_iter", "callback"]
 
@@ -61,12 +68,16 @@ def _check_common(
         raise TypeError(f"problem must be a BilevelProblem, got {type(problem).__name__}")
     if not isinstance(oracle, CvxpyLowerLevel):
         raise TypeError(f"oracle must be a CvxpyLowerLevel, got {type(oracle).__name__}")
-    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
-        raise ValueError(f"max_iter must be a positive int, got {max_iter!r}")
-    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
-        raise ValueError(f"tol must be a non-negative number, got {tol!r}")
-    if callback is not None and not callable(callback):
-        raise TypeError(f"callback must be callable or None, got {callback!r}")
+    _check_run_options(max_iter, tol, callback)
+
+
+def _stop(stopped: bool, tol: float, step: float, k: int) -> tuple[Status, str] | None:
+    """Why a baseline's loop ends after iteration ``k`` (0-based), or ``None`` to go on."""
+    if stopped:
+        return "callback", f"the callback stopped the run at iteration {k + 1}"
+    if tol > 0 and step <= tol:
+        return "converged", f"relative step {step:.2e} fell below tol={tol:g} at iteration {k + 1}"
+    return None
 
 
 class ImplicitGradient:
@@ -178,14 +189,9 @@ class ImplicitGradient:
             history.c_k.append(math.inf)
             history.time.append(time.perf_counter() - start)
             x = new
-            if callback is not None and callback(x, theta):
-                status, message = "callback", f"the callback stopped the run at iteration {k + 1}"
-                break
-            if tol > 0 and step <= tol:
-                status, message = (
-                    "converged",
-                    f"relative step {step:.2e} fell below tol={tol:g} at iteration {k + 1}",
-                )
+            end = _stop(callback is not None and bool(callback(x, theta)), tol, step, k)
+            if end is not None:
+                status, message = end
                 break
         theta = torch.as_tensor(oracle.solve(x).theta, dtype=x.dtype, device=x.device)
         return BaselineResult(x, theta, len(history), status, message, history)
@@ -255,14 +261,9 @@ class ValueFunctionPenalty:
             history.c_k.append(c_k)
             history.time.append(time.perf_counter() - start)
             x, y = nx, ny
-            if callback is not None and callback(x, y):
-                status, message = "callback", f"the callback stopped the run at iteration {k + 1}"
-                break
-            if tol > 0 and step <= tol:
-                status, message = (
-                    "converged",
-                    f"relative step {step:.2e} fell below tol={tol:g} at iteration {k + 1}",
-                )
+            end = _stop(callback is not None and bool(callback(x, y)), tol, step, k)
+            if end is not None:
+                status, message = end
                 break
         return BaselineResult(x, y, len(history), status, message, history)
 

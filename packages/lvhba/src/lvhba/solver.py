@@ -241,12 +241,7 @@ class LVHBA:
         Raises:
             NonFiniteIterateError: an iterate became NaN/inf (the error names the iteration).
         """
-        if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
-            raise ValueError(f"max_iter must be a positive int, got {max_iter!r}")
-        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
-            raise ValueError(f"tol must be a non-negative number, got {tol!r}")
-        if callback is not None and not callable(callback):
-            raise TypeError(f"callback must be callable or None, got {callback!r}")
+        _check_run_options(max_iter, tol, callback)
         state = self.init(problem, x0, y0, theta0=theta0, lam0=lam0, z0=z0)
         history = History()
         start = time.perf_counter()
@@ -309,6 +304,16 @@ class LVHBA:
             history=history,
             multiplier_at_bound=at,
         )
+
+
+def _check_run_options(max_iter: object, tol: object, callback: object) -> None:
+    """The loop options shared by :meth:`LVHBA.solve` and the baselines' ``solve``."""
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
+        raise ValueError(f"max_iter must be a positive int, got {max_iter!r}")
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
+        raise ValueError(f"tol must be a non-negative number, got {tol!r}")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable or None, got {callback!r}")
 
 
 def _vector_arg(name: str, value: object, like: Tensor | None = None) -> Tensor:
