@@ -263,19 +263,10 @@ class GroupwiseRegressor(_ParamsMixin):
 
     def membership(self, X: ArrayLike, groups: ArrayLike | None = None) -> BoolArray:
         """The full membership matrix (always-on column included) that the estimator would use."""
-        self._validate_params()
-        Xa = _check_X(X, getattr(self, "n_features_in_", None))
-        n_user = self.n_groups_ - int(self.always_on) if self._is_fitted() else None
-        return as_membership(
-            Xa,
-            groups,
-            names=self._names_spec,
-            predicates=self._predicates,
-            n_groups=n_user,
-            always_on=self.always_on,
-        )
+        return self._checked(X, groups)[1]
 
-    def _prepare(self, X: ArrayLike, groups: ArrayLike | None) -> tuple[FloatArray, BoolArray]:
+    def _checked(self, X: ArrayLike, groups: ArrayLike | None) -> tuple[FloatArray, BoolArray]:
+        """Validated features and the full membership matrix (no fitting)."""
         self._validate_params()
         Xa = _check_X(X, getattr(self, "n_features_in_", None))
         n_user = self.n_groups_ - int(self.always_on) if self._is_fitted() else None
@@ -287,6 +278,10 @@ class GroupwiseRegressor(_ParamsMixin):
             n_groups=n_user,
             always_on=self.always_on,
         )
+        return Xa, A
+
+    def _prepare(self, X: ArrayLike, groups: ArrayLike | None) -> tuple[FloatArray, BoolArray]:
+        Xa, A = self._checked(X, groups)
         if not self._is_fitted():
             self._setup(Xa, A)
         return Xa, A
