@@ -30,6 +30,8 @@ from typing import Literal
 import numpy as np
 import torch
 
+from apg_guidance._fused import fused_combine
+
 ScaleConvention = Literal["paper", "diffusers", "diffusers_original", "comfyui"]
 SCALE_CONVENTIONS: tuple[str, ...] = ("paper", "diffusers", "diffusers_original", "comfyui")
 
@@ -417,8 +419,6 @@ def apg(
     if not isinstance(fused, bool):
         raise TypeError(f"fused must be a bool, got {type(fused).__name__} {fused!r}")
     if fused:
-        from apg_guidance._fused import fused_combine
-
         prev = None
         if beta != 0.0 and state is not None:
             prev = state if state.dtype == cd else state.to(cd)
