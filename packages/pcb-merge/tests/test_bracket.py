@@ -49,13 +49,16 @@ def _two_pass(x: torch.Tensor, ranks: list[int]) -> tuple[torch.Tensor, torch.Te
     return vals, top
 
 
+@pytest.mark.parametrize("limit", [1 << 20, 64])
 @pytest.mark.parametrize("s", [7000, 512, 64])
-def test_bracket_equals_two_pass_radix(s: int) -> None:
+def test_bracket_equals_two_pass_radix(s: int, limit: int) -> None:
+    """A large gather limit opens every bracket to the ends of the key range (all collected);
+    a small one keeps narrow brackets, with negative bounds (converted keys), ties and ±0."""
     x = _data()
     d = x.shape[1]
     pos = torch.randint(0, d, (s,), generator=torch.Generator().manual_seed(s))
     blocks = _blocks(x)
-    sel = RadixSelector()
+    sel = RadixSelector(gather_limit=limit)
     vals, top = sel.select(lambda: iter(blocks), RANKS, 3, sample=x[:, pos], d=d)
     ref, ref_top = _two_pass(x, RANKS)
     assert torch.equal(_bits(vals), _bits(ref)) and torch.equal(top, ref_top)
@@ -69,11 +72,34 @@ def test_bracket_miss_falls_back_exactly() -> None:
     x = _data()
     blocks = _blocks(x)
     wrong = torch.full((3, 100), 1e30)  # a sample that brackets nothing
+    sel = RadixSelector(gather_limit=64)  # narrow brackets: [1e30, 1e30] for the middle ranks
+    vals, top = sel.select(lambda: iter(blocks), [3000, 5000], 3, sample=wrong, d=x.shape[1])
+    ref, ref_top = _two_pass(x, [3000, 5000])
+    assert torch.equal(_bits(vals), _bits(ref)) and torch.equal(top, ref_top)
+    assert sel.bracket_misses == 1 and sel.passes == 3
+    # with the default limit the extreme ranks' brackets open to the ends: still exact
     sel = RadixSelector()
     vals, top = sel.select(lambda: iter(blocks), RANKS, 3, sample=wrong, d=x.shape[1])
     ref, ref_top = _two_pass(x, RANKS)
     assert torch.equal(_bits(vals), _bits(ref)) and torch.equal(top, ref_top)
-    assert sel.bracket_misses == 1 and sel.passes == 3
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_bracket_two_tails_one_mask(signed: bool) -> None:
+    """The PCB outlier ranks (0.01% from each end): both tails collected by one mask, one pass,
+    the same bits as the two-pass route; with signed values the keys are converted first."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 200_000, generator=g)
+    x = x if signed else x.abs()
+    d = x.shape[1]
+    ranks = [int(d * 1e-4), int(d * (1 - 1e-4) - 1)]
+    blocks = [x[:, :70_001], x[:, 70_001:]]
+    pos = torch.randint(0, d, (5000,), generator=torch.Generator().manual_seed(6))
+    sel = RadixSelector(gather_limit=1024)
+    vals, top = sel.select(lambda: iter(blocks), ranks, 2, sample=x[:, pos], d=d)
+    ref, ref_top = RadixSelector().select(lambda: iter(blocks), ranks, 2)
+    assert torch.equal(_bits(vals), _bits(ref)) and torch.equal(top, ref_top)
+    assert sel.passes == 1 and sel.bracket_misses == 0
 
 
 def test_bracket_gather_cap_falls_back_exactly() -> None:

@@ -70,15 +70,19 @@ def test_bf16_files_bitwise_equal_in_memory(
         assert torch.equal(got.load(k).view(torch.uint8), v.contiguous().view(torch.uint8)), k
 
 
-@pytest.mark.parametrize("method", ["task_arithmetic", "ties"])
+@pytest.mark.parametrize(
+    ("method", "scope"),
+    [("task_arithmetic", "tensor"), ("ties", "tensor"), ("ties", "global"), ("pcb", "global")],
+)
 @pytest.mark.parametrize("who", [0, 2])
 @pytest.mark.parametrize("where", [0, -1])
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
 def test_non_finite_file_input_raises(
-    bf16_files: Any, tmp_path: Path, method: str, who: int, where: int, bad: float
+    bf16_files: Any, tmp_path: Path, method: str, scope: str, who: int, where: int, bad: float
 ) -> None:
-    """The fused task-arithmetic path checks its output and then names the bad input exactly like
-    the per-input check of the other paths."""
+    """The fused task-arithmetic path checks its output, the chunked global passes their task
+    vectors, and then both name the bad input exactly like the per-input check of the other
+    paths."""
     base, models, _ = bf16_files
     sds = [dict(base), *[dict(m) for m in models]]
     key = next(k for k, v in base.items() if v.is_floating_point() and v.numel() > 1)
@@ -91,7 +95,7 @@ def test_non_finite_file_input_raises(
         save_file(sd, paths[-1])
     name = "base" if who == 0 else f"models[{who - 1}]"
     with pytest.raises(ValueError, match="contains NaN or Inf") as exc:
-        pm.merge_files(method, paths[0], paths[1:], tmp_path / "o", scope="tensor")
+        pm.merge_files(method, paths[0], paths[1:], tmp_path / "o", scope=scope)
     assert f"tensor {key!r} of " in str(exc.value) and str(paths[who]) in str(exc.value), name
     assert not (tmp_path / "o").exists()
 

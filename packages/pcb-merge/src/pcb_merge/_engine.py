@@ -94,12 +94,12 @@ class TaskArithmetic(MethodImpl):
     name = "task_arithmetic"
 
     def delta(self, block: Block, stats: Stats, lambdas: Tensor) -> Tensor:
-        return (block.tv * lambdas.to(block.tv.dtype).unsqueeze(1)).sum(dim=0)
+        """``Σ_i λ_i τ_i``, the tasks added in order (:func:`pcb_merge.functional.colsum`)."""
+        return F.colsum(block.tv * lambdas.to(block.tv.dtype).unsqueeze(1))
 
     def delta_(self, block: Block, stats: Stats, lambdas: Tensor, out: Tensor) -> Tensor:
         # the same two operations as ``delta`` (scale, sum over tasks), in place: same bits
-        tv = block.tv.mul_(lambdas.to(block.tv.dtype).unsqueeze(1))
-        return torch.sum(tv, dim=0, out=out)
+        return F.colsum(_scale_rows_(block.tv, lambdas), out=out)
 
 
 class Dare(MethodImpl):
@@ -119,7 +119,7 @@ class Dare(MethodImpl):
         kept = block.tv * masks
         if self.rescale and self.p > 0:
             kept = kept / (1.0 - self.p)
-        return (kept * lambdas.to(kept.dtype).unsqueeze(1)).sum(dim=0)
+        return F.colsum(kept * lambdas.to(kept.dtype).unsqueeze(1))
 
     def describe(self) -> dict[str, str]:
         return {
@@ -150,7 +150,7 @@ class Ties(MethodImpl):
         else:
             hint = sample().abs() if sample is not None else None
             vals, _ = selector.select(
-                lambda: (b.tv.abs() for b in blocks()), [rank], n, sample=hint, d=d
+                lambda: (b.tv.abs() for b in blocks()), [rank], n, sample=hint, d=d, need_top=False
             )
             thr = vals[:, 0]
         total = torch.zeros((), dtype=torch.float64)
@@ -180,7 +180,16 @@ class Ties(MethodImpl):
         return {"merge_method": self.name, "density": repr(self.density)}
 
 
-_COLS = 1 << 17  # columns per chunk of the fused PCB kernels (their temporaries stay in L2/L3)
+_COLS = 1 << 18  # columns per chunk of the fused PCB kernels (temporaries stay in L2/L3; fewer
+# chunks amortise the per-op dispatch cost, measured best at 2^18 on a 1 MB-L2 EPYC)
+
+
+def _scale_rows_(x: Tensor, lambdas: Tensor) -> Tensor:
+    """``x *= λ[:, None]`` in place, skipping rows with ``λ_i = 1`` (``x·1 == x`` exactly)."""
+    for i, v in enumerate(lambdas.to(x.dtype).tolist()):
+        if v != 1.0:
+            x[i].mul_(v)
+    return x
 
 
 def _clamp_(x: Tensor, lo: Tensor, hi: Tensor) -> Tensor:
@@ -228,6 +237,10 @@ class Pcb(MethodImpl):
 
     def __init__(self, ratio: float, outlier: float, inter: str) -> None:
         self.ratio, self.outlier, self.inter = ratio, outlier, inter
+        self._scratch = _Pool()  # chunk temporaries, reused across calls (page-faulted once)
+        self._derived: dict[
+            tuple[Any, ...], tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor, list[int]]]
+        ] = {}
 
     def stats(
         self,
@@ -257,7 +270,7 @@ class Pcb(MethodImpl):
                 del b
 
         hint = tv_s.abs() if tv_s is not None else None
-        vals, _ = selector.select(mags, [lo_i, hi_i], n, sample=hint, d=d)
+        vals, _ = selector.select(mags, [lo_i, hi_i], n, sample=hint, d=d, need_top=False)
         lo, hi = vals[:, 0], vals[:, 1]
         # β of the sampled columns (β is per column, so these are samples of the full β)
         hint = self._beta(tv_s, lo, hi) if tv_s is not None else None
@@ -268,7 +281,7 @@ class Pcb(MethodImpl):
                 if not reuse or not b.tv.shape[1]:
                     yield self._beta(b.tv, lo, hi)
                     continue
-                for _, _, beta, _ in self._chunks(b.tv, lo, hi):
+                for _, _, beta, _, _ in self._chunks(b.tv, lo, hi):
                     yield beta
                 del b
 
@@ -276,62 +289,84 @@ class Pcb(MethodImpl):
         del hint
         return {"lo": lo, "hi": hi, "q": qv[:, 0], "max": top}
 
+    def _bounds(
+        self, stats: Stats, key: str, dt: torch.dtype
+    ) -> tuple[Tensor, Tensor, Tensor, list[int]]:
+        """``(low (n,1), high (n,1), safe span (n,1), degenerate rows)`` for the clamp to
+        ``[stats[lo], stats[hi]]`` (``key="lo"``) or to ``[q, max]`` (``key="q"``), in ``dt``;
+        cached per statistics object, so a chunk does not redo these small-tensor ops."""
+        lo_t, hi_t = (stats["lo"], stats["hi"]) if key == "lo" else (stats["q"], stats["max"])
+        ck = (key, id(lo_t), id(hi_t), dt)
+        hit = self._derived.get(ck)
+        if hit is not None and hit[0] is lo_t and hit[1] is hi_t:
+            return hit[2]
+        low, high = lo_t.to(dt).unsqueeze(1), hi_t.to(dt).unsqueeze(1)
+        span = high - low
+        safe = torch.where(span > 0, span, torch.ones_like(span))
+        flat = [i for i in range(low.shape[0]) if not bool(span[i, 0] > 0)]
+        val = (low, high, safe, flat)
+        if len(self._derived) > 8:
+            self._derived.clear()
+        self._derived[ck] = (lo_t, hi_t, val)
+        return val
+
     def _chunks(
         self, tv: Tensor, lo: Tensor, hi: Tensor
-    ) -> Iterator[tuple[int, int, Tensor, Tensor]]:
-        """Yield ``(start, end, ñ-derived intra·inter = β, t)`` per column chunk (buffers reused)."""
-        n, m = tv.shape
-        dt = tv.dtype
-        lo_c, hi_c = lo.to(dt).unsqueeze(1), hi.to(dt).unsqueeze(1)
-        span = hi_c - lo_c
-        safe = torch.where(span > 0, span, torch.ones_like(span))
-        flat = [i for i in range(n) if not bool(span[i, 0] > 0)]
-        w = max(min(m, _COLS), 1)
-        a_buf = torch.empty((n, w), dtype=dt)
-        x_buf = torch.empty((n, w), dtype=dt)
-        col_buf = torch.empty(w, dtype=dt)
+    ) -> Iterator[tuple[int, int, Tensor, Tensor, Tensor]]:
+        """Yield ``(start, end, β, t, a)`` per column chunk: the balancing scores, the task
+        vectors and their clamped magnitudes ``a = clip(|t|, lo, hi)`` (buffers reused)."""
+        m = tv.shape[1]
         for j in range(0, m, _COLS):
             e = min(m, j + _COLS)
-            k = e - j
-            t, a, x, col = tv[:, j:e], a_buf[:, :k], x_buf[:, :k], col_buf[:k]
-            torch.abs(t, out=a)
-            _clamp_(a, lo_c, hi_c).sub_(lo_c).div_(safe)  # ñ (pcb_normalized)
-            for i in flat:
-                a[i].zero_()
-            if self.inter == "sum":
-                torch.sum(t, dim=0, out=col)
-                torch.mul(t, col, out=x).tanh_()
-            elif self.inter == "normalized":
-                torch.sign(t, out=x).mul_(a)
-                torch.sum(x, dim=0, out=col)
-                torch.mul(t, col, out=x).tanh_()
-            elif self.inter == "pairwise":
-                signed = torch.sign(t) * a
-                for i in range(n):
-                    torch.sum(torch.tanh(signed[i] * signed), dim=0, out=x[i])
-                del signed
-            else:
-                raise ValueError(f"inter must be one of {F.INTER_VARIANTS}, got {self.inter!r}")
-            a.square_().mul_(n).exp_()  # intra = exp(n·ñ²)
-            a.mul_(x)  # β = intra ⊙ inter
-            yield j, e, a, t
+            beta, a = self._chunk_beta(tv[:, j:e], lo, hi)
+            yield j, e, beta, tv[:, j:e], a
+
+    def _chunk_buffers(self, n: int, k: int, dt: torch.dtype) -> tuple[Tensor, Tensor]:
+        w = max(k, _COLS)
+        return self._scratch.get("a", (n, w), dt)[:, :k], self._scratch.get("b", (n, w), dt)[:, :k]
+
+    def _chunk_beta(self, t: Tensor, lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
+        """``(β, a)`` of one column chunk ``t`` (at most ``_COLS`` wide) in reused buffers."""
+        n, k = t.shape
+        dt = t.dtype
+        lo_c, hi_c, safe, flat = self._bounds({"lo": lo, "hi": hi}, "lo", dt)
+        a, b = self._chunk_buffers(n, k, dt)
+        x = self._scratch.get("x", (n, max(k, _COLS)), dt)[:, :k]
+        col = self._scratch.flat("col", max(k, _COLS), dt)[:k]
+        _clamp_(torch.abs(t, out=a), lo_c, hi_c)
+        torch.sub(a, lo_c, out=b).div_(safe)  # ñ (pcb_normalized)
+        for i in flat:
+            b[i].zero_()
+        if self.inter == "sum":
+            F.colsum(t, out=col)
+            F.tanh_(torch.mul(t, col, out=x))
+        elif self.inter == "normalized":
+            torch.sign(t, out=x).mul_(b)
+            F.colsum(x, out=col)
+            F.tanh_(torch.mul(t, col, out=x))
+        elif self.inter == "pairwise":
+            signed = torch.sign(t) * b
+            for i in range(n):
+                torch.sum(F.tanh_(signed[i] * signed), dim=0, out=x[i])
+            del signed
+        else:
+            raise ValueError(f"inter must be one of {F.INTER_VARIANTS}, got {self.inter!r}")
+        F.exp_(b.square_().mul_(n))  # intra = exp(n·ñ²)
+        b.mul_(x)  # β = intra ⊙ inter
+        return b, a
 
     def _beta(self, tv: Tensor, lo: Tensor, hi: Tensor, out: Tensor | None = None) -> Tensor:
         res = torch.empty_like(tv) if out is None else out
-        for j, e, beta, _ in self._chunks(tv, lo, hi):
+        for j, e, beta, _, _ in self._chunks(tv, lo, hi):
             res[:, j:e].copy_(beta)
         return res
 
     def _scale_(self, beta: Tensor, stats: Stats) -> Tensor:
         """``pcb_scale`` in place on a chunk of β."""
-        dt = beta.dtype
-        q, top = stats["q"].to(dt).unsqueeze(1), stats["max"].to(dt).unsqueeze(1)
-        span = top - q
-        safe = torch.where(span > 0, span, torch.ones_like(span))
+        q, top, safe, flat = self._bounds(stats, "q", beta.dtype)
         _clamp_(beta, q, top).sub_(q).div_(safe)
-        for i in range(beta.shape[0]):
-            if not bool(span[i, 0] > 0):
-                beta[i].zero_()
+        for i in flat:
+            beta[i].zero_()
         return beta
 
     def parts(self, block: Block, stats: Stats) -> tuple[Tensor, Tensor]:
@@ -344,25 +379,31 @@ class Pcb(MethodImpl):
 
     def delta(self, block: Block, stats: Stats, lambdas: Tensor) -> Tensor:
         """``pcb_merge_rows(ĉ, s, λ)`` chunk by chunk (same operations, same order)."""
+        out = torch.empty(block.tv.shape[1], dtype=block.tv.dtype)
+        return self.delta_(block, stats, lambdas, out)
+
+    def delta_(self, block: Block, stats: Stats, lambdas: Tensor, out: Tensor) -> Tensor:
         tv = block.tv
         n, m = tv.shape
         dt = tv.dtype
-        lo_c, hi_c = stats["lo"].to(dt).unsqueeze(1), stats["hi"].to(dt).unsqueeze(1)
-        lam = lambdas.to(dt).unsqueeze(1)
-        out = torch.empty(m, dtype=dt)
+        lam = [float(v) for v in lambdas.to(dt).tolist()]
         w = max(min(m, _COLS), 1)
-        c_buf = torch.empty((n, w), dtype=dt)
-        sg_buf = torch.empty((n, w), dtype=dt)
-        den_buf = torch.empty(w, dtype=dt)
-        for j, e, beta, t in self._chunks(tv, stats["lo"], stats["hi"]):
+        sg_buf = self._scratch.get("sg", (n, w), dt)
+        den_buf = self._scratch.flat("den", w, dt)
+        for j in range(0, m, _COLS):
+            e = min(m, j + _COLS)
             k = e - j
+            t = tv[:, j:e]
+            beta, c = self._chunk_beta(t, stats["lo"], stats["hi"])
             scale = self._scale_(beta, stats)
-            c, sg, den = c_buf[:, :k], sg_buf[:, :k], den_buf[:k]
-            _clamp_(torch.abs(t, out=c), lo_c, hi_c)
+            sg, den = sg_buf[:, :k], den_buf[:k]
             c.mul_(torch.sign(t, out=sg))  # ĉ = sign(τ)·a (pcb_clamp)
-            c.mul_(lam).mul_(scale)
-            torch.sum(c, dim=0, out=out[j:e])
-            torch.sum(scale, dim=0, out=den)
+            for i in range(n):
+                if lam[i] != 1.0:  # x·1 == x exactly
+                    c[i].mul_(lam[i])
+            c.mul_(scale)
+            F.colsum(c, out=out[j:e])
+            F.colsum(scale, out=den)
             out[j:e].div_(den.clamp_(min=1e-12))
         return out
 
@@ -489,7 +530,7 @@ def _task_arithmetic_fused(
     tv_buf = pool.get("ftv", (n, w), dtype)
     d_buf = pool.flat("fd", w, dtype)
     out = pool.flat("fout", m, out_dtype)
-    lam = lambdas.to(dtype).unsqueeze(1)
+    lam = lambdas.to(dtype)
     for j in range(0, m, _FUSED_COLS):
         e = min(m, j + _FUSED_COLS)
         k = e - j
@@ -498,8 +539,7 @@ def _task_arithmetic_fused(
         for i in range(n):
             tv[i].copy_(raws[i + 1][j:e])
             tv[i].sub_(b)
-        tv.mul_(lam)
-        torch.sum(tv, dim=0, out=d)
+        F.colsum(_scale_rows_(tv, lam), out=d)
         out[j:e].copy_(d.add_(b))
     if m and out.dtype in _MINMAX_DTYPES:
         lo, hi = torch.aminmax(out)
@@ -513,6 +553,53 @@ def _task_arithmetic_fused(
     for ck in [base, *models]:
         _release(ck, key)
     return out
+
+
+def chunk_blocks(
+    key: str,
+    base: Checkpoint,
+    models: Sequence[Checkpoint],
+    dtype: torch.dtype,
+    pool: _Pool,
+    *,
+    check: bool = True,
+) -> Iterator[Block]:
+    """One tensor as column chunks of at most ``_COLS`` entries: each chunk's base and task
+    vectors are cast and subtracted from the mapped files into small reused buffers, so the
+    compute-dtype copies stay in cache (the same per-entry operations as :func:`load_block`,
+    hence the same bits). A chunk is valid until the next one is produced."""
+    sources = [base, *models]
+    raws = [_read(ck, key, pool, f"raw{i}").reshape(-1) for i, ck in enumerate(sources)]
+    # NaN/Inf: checked on each chunk's task vectors, which are non-finite whenever an input is
+    # (x − ∞, ∞ − x, ∞ − ∞ and NaN all propagate); then the inputs are scanned, so the error
+    # names the same tensor and checkpoint as the whole-tensor check (finite inputs whose
+    # difference overflows pass, as there).
+    check = check and raws[0].dtype in _MINMAX_DTYPES and bool(models)
+    m = raws[0].numel()
+    n = len(models)
+    w = max(min(m, _COLS), 1)
+    b_buf = pool.flat("cbase", w, dtype)
+    tv_buf = pool.get("ctv", (n, w), dtype)
+    try:
+        for j in range(0, m, _COLS):
+            e = min(m, j + _COLS)
+            k = e - j
+            b, tv = b_buf[:k], tv_buf[:, :k]
+            b.copy_(raws[0][j:e])
+            for i in range(n):
+                tv[i].copy_(raws[i + 1][j:e])
+                tv[i].sub_(b)
+            if check:
+                lo, hi = torch.aminmax(tv)
+                if not (math.isfinite(float(lo)) and math.isfinite(float(hi))):
+                    for ck, raw in zip(sources, raws):
+                        _finite(raw, key, ck.name)
+                    check = False
+            yield Block(key, (k,), b, tv)
+    finally:  # also when the consumer stops early (a bracket that missed)
+        del raws
+        for ck in sources:
+            _release(ck, key)
 
 
 def load_block(
@@ -602,6 +689,9 @@ def run(
         sel = selector or InMemorySelector()
         # a selector that holds every block (in memory) must not see them share buffers
         pass_pool = None if isinstance(sel, InMemorySelector) else pool
+        # column-local methods stream cache-sized chunks of each tensor (global statistics
+        # only see columns; the merge of a column needs only that column and the statistics)
+        chunk_pool = pass_pool if isinstance(impl, (Pcb, Ties)) else None
         counter = {"pass": 0}
         checked: set[str] = set()
         cache: dict[str, Block] = {}  # the last block of a pass is the first of the next one
@@ -610,6 +700,12 @@ def run(
             counter["pass"] += 1
             order = float_keys if counter["pass"] % 2 else float_keys[::-1]
             for k in _progress(order, len(order), f"statistics pass {counter['pass']}", progress):
+                if chunk_pool is not None:
+                    yield from chunk_blocks(
+                        k, base, models, compute_dtype, chunk_pool, check=k not in checked
+                    )
+                    checked.add(k)
+                    continue
                 block = cache.pop(k, None)
                 cache.clear()
                 if block is None:
@@ -636,6 +732,19 @@ def run(
             raw = base.load(key)
             emit(key, raw if reuse else raw.clone())
             del raw
+            continue
+        if scope == "global" and pool is not None and isinstance(impl, (Pcb, Ties)):
+            out_t = pool.flat("cout", _numel(shape), out_dtype or dtype)
+            col0 = 0
+            for cb in chunk_blocks(
+                key, base, models, compute_dtype, pool, check=key not in checked
+            ):
+                width = cb.base.numel()
+                piece = impl.delta_(cb, stats, lambdas, pool.flat("cdelta", width, compute_dtype))
+                out_t[col0 : col0 + width].copy_(piece.add_(cb.base))  # x + y == y + x exactly
+                col0 += width
+            emit(key, out_t.reshape(shape))
+            del out_t
             continue
         block = cache.pop(key, None)
         cache.clear()
@@ -676,6 +785,13 @@ def run(
             emit(key, merged.reshape(shape))
         del merged
     return stats
+
+
+def _numel(shape: Sequence[int]) -> int:
+    numel = 1
+    for v in shape:
+        numel *= v
+    return numel
 
 
 def _tensor_stats(impl: MethodImpl, block: Block, n: int) -> Stats:

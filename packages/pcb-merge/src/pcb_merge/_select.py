@@ -81,7 +81,9 @@ class Selector:
 
     ``sample``, optional: ``(n, s)`` values of the same quantity at seeded random positions of the
     ``d`` columns (an unbiased sample). A selector may use it to bracket each rank and settle it in
-    one pass; it never changes the result, which is always the exact order statistic."""
+    one pass; it never changes the result, which is always the exact order statistic.
+    ``need_top=False``: the caller ignores the row maxima, which a selector may then skip (and
+    return NaN)."""
 
     def select(
         self,
@@ -90,6 +92,7 @@ class Selector:
         n: int,
         sample: Tensor | None = None,
         d: int = 0,
+        need_top: bool = True,
     ) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
 
@@ -104,6 +107,7 @@ class InMemorySelector(Selector):
         n: int,
         sample: Tensor | None = None,
         d: int = 0,
+        need_top: bool = True,
     ) -> tuple[Tensor, Tensor]:
         parts = list(blocks())
         full = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
@@ -131,6 +135,7 @@ class RadixSelector(Selector):
         n: int,
         sample: Tensor | None = None,
         d: int = 0,
+        need_top: bool = True,
     ) -> tuple[Tensor, Tensor]:
         it = iter(blocks())
         head = next(it, None)
@@ -138,7 +143,7 @@ class RadixSelector(Selector):
             src32: Iterable[Tensor] = itertools.chain([head], it)
             del head
             if sample is not None and ranks and d > 0 and sample.shape[1] > 0:
-                bracketed = self._select_bracket(src32, ranks, n, sample, d)
+                bracketed = self._select_bracket(src32, ranks, n, sample, d, need_top)
                 if bracketed is not None:
                     return bracketed
                 self.bracket_misses += 1
@@ -282,91 +287,259 @@ class RadixSelector(Selector):
     # ---------------------------------------------------------- float32: 1 pass with a bracket
 
     def _select_bracket(
-        self, first: Iterable[Tensor], ranks: Sequence[int], n: int, sample: Tensor, d: int
+        self,
+        first: Iterable[Tensor],
+        ranks: Sequence[int],
+        n: int,
+        sample: Tensor,
+        d: int,
+        need_top: bool = True,
     ) -> tuple[Tensor, Tensor] | None:
         """One pass: bracket every rank by the sample's order statistics ``[A, B]`` (in
-        order-preserving int32 keys), count the keys below/at each end and collect the keys
-        strictly between; the k-th is then ``A``, ``B`` or found among the collected ones.
-        Returns None (caller falls back to :meth:`_select32`) when a rank is outside its bracket
-        or more than ``max(gather_limit, 2·s)`` keys would be collected."""
+        order-preserving int32 keys), collect the keys inside the bracket, count those below
+        it and the copies of an end that the sample shows to be tied (typically exact zeros);
+        the k-th is then an end or the right one among the collected keys. A bracket end that
+        is expected to have few keys beyond it (an extreme rank) is opened to the end of the key
+        range, so no count is needed there, and the two tails of a row share one mask.
+        Returns None (caller falls back to :meth:`_select32`) when a rank is outside its
+        bracket or more than ``max(gather_limit, 2·s)`` keys would be collected."""
         s = sample.shape[1]
-        skeys = torch.from_numpy(
-            order_keys32(sample.to(torch.float32).contiguous().view(torch.int32).numpy())
-        )
-        skeys = torch.sort(skeys, dim=1).values
-        # queries[row] = [(rank, A, B)], A/B as python ints (sentinels count nothing/everything)
-        queries: list[list[tuple[int, int, int]]] = []
-        for row in range(n):
-            qs = []
-            for r in ranks:
-                a, b = _bracket(r, d, s)
-                ka = int(skeys[row, a]) if a >= 0 else _I32_MIN
-                kb = int(skeys[row, b]) if b < s else _I32_MAX
-                qs.append((r, ka, kb))
-            queries.append(qs)
-        del skeys
         cap = max(self.gather_limit, 2 * s)
-        counts = np.zeros((n, len(ranks), 4), dtype=np.int64)  # <A, <=A, <B, <=B
-        inner: list[list[list[np.ndarray]]] = [[[] for _ in ranks] for _ in range(n)]
+        edge = cap // 8  # expected keys beyond a bracket end below which that end is opened
+        ends = []  # sample positions of the bracket ends, None where opened
+        for r in ranks:
+            a, b = _bracket(r, d, s)
+            ends.append(
+                (
+                    None if a < 0 or (a + 1) * d <= edge * s else a,
+                    None if b >= s or (s - b) * d <= edge * s else b,
+                )
+            )
+        kth = sorted({p for pair in ends for p in pair if p is not None})
+        skeys = order_keys32(sample.to(torch.float32).contiguous().view(torch.int32).numpy())
+        if kth:  # only these sample order statistics are needed: O(s), not a sort
+            skeys = np.partition(skeys, kth, axis=1)
+        plans: list[_RowPlan] = []
+        for row in range(n):
+            sk = skeys[row]
+
+            queries = []
+            for r, (pa, pb) in zip(ranks, ends):
+                ka = None if pa is None else int(sk[pa])
+                kb = None if pb is None else int(sk[pb])
+                queries.append(
+                    _Query32(
+                        r,
+                        ka,
+                        kb,
+                        ka is not None and _tied(sk, ka),
+                        kb is not None and _tied(sk, kb),
+                    )
+                )
+            plans.append(_RowPlan(queries))
+        del skeys
         gathered = 0
-        top = torch.full((n,), float("-inf"), dtype=torch.float64)
+        top = torch.full((n,), float("-inf") if need_top else float("nan"), dtype=torch.float64)
         w = _BRACKET_CHUNK
         kbuf = np.empty(w, dtype=np.int32)
-        m1, m2 = np.empty(w, dtype=np.bool_), np.empty(w, dtype=np.bool_)
+        ubuf = np.empty(w, dtype=np.int32)
+        mask = np.empty(w, dtype=np.bool_)
+        m2 = np.empty(w, dtype=np.bool_)
         self.passes += 1
         for block in first:
             if block.shape[1]:
-                top = torch.maximum(top, block.amax(dim=1).to(torch.float64))
+                if need_top:
+                    top = torch.maximum(top, block.amax(dim=1).to(torch.float64))
                 for row in range(n):
+                    plan = plans[row]
                     bits = block[row].view(torch.int32).numpy()
                     for j in range(0, bits.shape[0], w):
                         part = bits[j : j + w]
                         k = part.shape[0]
-                        # non-negative bit patterns (e.g. |τ|) are their own keys
-                        keys = part if part.min() >= 0 else order_keys32(part, kbuf[:k])
-                        a1, a2 = m1[:k], m2[:k]
-                        for qi, (_, ka, kb) in enumerate(queries[row]):
-                            c = counts[row, qi]
-                            if ka != _I32_MIN:  # else nothing is below A
-                                c[0] += np.count_nonzero(np.less(keys, ka, out=a1))
-                            if kb != _I32_MAX:  # else everything is at most B
-                                c[3] += np.count_nonzero(np.less_equal(keys, kb, out=a1))
+                        plan.total += k
+                        # raw bit patterns order like keys against bounds >= 0 (see _RowPlan)
+                        keys = part if plan.raw else order_keys32(part, kbuf[:k])
+                        u, m = ubuf[:k].view(np.uint32), mask[:k]
+                        for c in plan.counters:
+                            op = np.equal if c.equal else np.less
+                            c.value += np.count_nonzero(op(keys, c.key, out=m))
+                        for g in plan.gathers:
+                            if g.below is not None:  # [lo, hi] = (key <= hi) and not (key < lo)
+                                g.below.value += np.count_nonzero(
+                                    np.less(keys, g.below.key, out=m2[:k])
+                                )
+                                np.less_equal(keys, g.hi_key, out=m)
+                                np.greater(m, m2[:k], out=m)
                             else:
-                                c[3] += k
-                            if ka == kb:
-                                c[1] += np.count_nonzero(np.less_equal(keys, ka, out=a1))
-                                continue
-                            c[2] += np.count_nonzero(np.less(keys, kb, out=a2))
-                            c[1] += np.count_nonzero(np.less_equal(keys, ka, out=a1))
-                            np.logical_not(a1, out=a1)
-                            a1 &= a2
-                            sel = keys[a1]
+                                if g.shift:
+                                    np.subtract(keys, g.shift, out=u.view(np.int32))  # wraps
+                                    x = u
+                                else:
+                                    x = keys.view(np.uint32)
+                                (np.greater if g.outside else np.less_equal)(x, g.width, out=m)
+                            sel = np.compress(m, keys)
                             if sel.size:
                                 gathered += sel.size
                                 if gathered > cap:
                                     return None
-                                inner[row][qi].append(sel)
+                                g.parts.append(sel)
             del block
         vals = torch.empty((n, len(ranks)), dtype=torch.float64)
         for row in range(n):
-            for qi, (r, ka, kb) in enumerate(queries[row]):
-                lt_a, le_a, lt_b, le_b = (int(v) for v in counts[row, qi])
-                if ka == kb:
-                    lt_b = le_a
-                if not lt_a <= r < le_b:
-                    return None  # the sample's bracket missed this rank
-                if r < le_a:
-                    key = ka
-                elif r < lt_b:
-                    cand = np.concatenate(inner[row][qi])
-                    key = int(np.partition(cand, r - le_a)[r - le_a])
-                else:
-                    key = kb
+            found = plans[row].finish()
+            if found is None:
+                return None  # the sample's bracket missed a rank
+            for qi, key in enumerate(found):
                 vals[row, qi] = _key32_to_float(key)
         return vals, top
 
 
-_BRACKET_CHUNK = 1 << 15  # elements per chunk of the bracket counts (masks stay in cache)
+def _tied(sample_keys: np.ndarray, key: int) -> bool:
+    """Two or more copies of ``key`` in the sample: many in the data (count them, do not
+    collect them)."""
+    return int(np.count_nonzero(sample_keys == key)) > 1
+
+
+@dataclass
+class _Counter:
+    """Per-pass count of the keys ``== key`` (``equal``) or ``< key``."""
+
+    key: np.int32
+    equal: bool
+    value: int = 0
+
+
+@dataclass
+class _Gather:
+    """Keys collected in one pass: ``[lo, hi]``, or with ``outside`` the two tails ``<= hi``
+    and ``>= lo`` of a row, tested by one wrapping subtraction and one unsigned comparison."""
+
+    lo: int
+    hi: int
+    outside: bool = False
+    parts: list[np.ndarray] = field(default_factory=list)
+    below: _Counter | None = None  # the count of keys < lo, whose mask this gather reuses
+
+    def __post_init__(self) -> None:
+        self.hi_key = np.int32(self.hi)
+        if self.outside:  # u = key − (hi + 1) > lo − hi − 2 (unsigned): not in (hi, lo)
+            self.shift, self.width = np.int32(self.hi + 1), np.uint32(self.lo - self.hi - 2)
+        else:  # u = key − lo <= hi − lo (unsigned)
+            self.shift, self.width = np.int32(self.lo), np.uint32(self.hi - self.lo)
+
+    def keys(self, raw: bool) -> np.ndarray:
+        if not self.parts:
+            return np.empty(0, dtype=np.int32)
+        got = np.concatenate(self.parts)
+        return order_keys32(got) if raw else got  # raw bit patterns -> keys (an involution)
+
+
+class _Query32:
+    """One rank's bracket ``[A, B]`` (None: opened to the end of the key range). Keys strictly
+    between a tied end and the other end are collected; a tied end's copies are counted."""
+
+    def __init__(self, rank: int, a: int | None, b: int | None, tie_a: bool, tie_b: bool):
+        if a is not None and a == b:
+            tie_a, tie_b = True, False  # one tied value: count it, collect nothing
+        self.rank, self.a, self.b = rank, a, b
+        self.lo = _I32_MIN if a is None else a + 1 if tie_a else a
+        self.hi = _I32_MAX if b is None else b - 1 if tie_b else b
+        self.eq_a = _Counter(np.int32(a), True) if a is not None and tie_a else None
+        self.eq_b = _Counter(np.int32(b), True) if b is not None and tie_b else None
+        # keys below ``lo``: none when opened at the bottom, total − collected when opened at
+        # the top (every key >= lo is collected), counted otherwise
+        self.below = (
+            _Counter(np.int32(self.lo), False)
+            if self.lo != _I32_MIN and self.hi != _I32_MAX
+            else None
+        )
+        self.gather: _Gather | None = None  # the collection holding this query's keys
+
+
+class _RowPlan:
+    """The queries of one row: their counters and collection masks (two tails share one)."""
+
+    def __init__(self, queries: list[_Query32]) -> None:
+        self.queries = queries
+        self.total = 0
+        wide = sorted((q for q in queries if q.lo <= q.hi), key=lambda q: q.lo)
+        groups: list[list[_Query32]] = []  # overlapping ranges share one collection
+        for q in wide:
+            if groups and q.lo <= max(g.hi for g in groups[-1]) + 1:
+                groups[-1].append(q)
+            else:
+                groups.append([q])
+        spans = [(min(q.lo for q in g), max(q.hi for q in g)) for g in groups]
+        if (
+            len(spans) == 2
+            and spans[0][0] == _I32_MIN
+            and spans[1][1] == _I32_MAX
+            and spans[1][0] >= spans[0][1] + 2
+        ):
+            self.gathers = [_Gather(spans[1][0], spans[0][1], outside=True)]
+            groups = [groups[0] + groups[1]]
+        else:
+            self.gathers = [_Gather(lo, hi) for lo, hi in spans]
+        for g, members in zip(self.gathers, groups):
+            for q in members:
+                q.gather = g
+            if not g.outside and g.lo != _I32_MIN and g.hi != _I32_MAX:
+                g.below = next((q.below for q in members if q.lo == g.lo and q.below), None)
+        paired = {id(g.below) for g in self.gathers if g.below is not None}
+        self.counters = [
+            c
+            for q in queries
+            for c in (q.below, q.eq_a, q.eq_b)
+            if c is not None and id(c) not in paired
+        ]
+        # Raw float32 bit patterns compare like the order keys against any bound >= 0 (negative
+        # floats have negative patterns and keys; non-negative ones are their own keys), and
+        # the keys <= -1 are exactly the negative patterns, so the per-key conversion is skipped
+        # when every finite bound is >= 0 (or is the -1 that ends a bottom-opened range).
+        bounds = [int(c.key) for c in self.counters]
+        for g in self.gathers:
+            bottom_open = g.outside or g.lo == _I32_MIN  # then g.hi ends the bottom range
+            if g.lo != _I32_MIN:
+                bounds.append(g.lo)
+            if g.hi != _I32_MAX and not (bottom_open and g.hi == -1):
+                bounds.append(g.hi)
+        self.raw = all(v >= 0 for v in bounds)
+
+    def finish(self) -> list[int] | None:
+        """The key of every rank, or None when one lies outside its bracket."""
+        out: list[int] = []
+        for q in self.queries:
+            got = np.empty(0, dtype=np.int32)
+            if q.gather is not None:
+                got = q.gather.keys(self.raw)
+                if q.gather.outside or (q.gather.lo, q.gather.hi) != (q.lo, q.hi):
+                    got = got[(got >= q.lo) & (got <= q.hi)]
+            if q.lo == _I32_MIN:
+                below = 0
+            elif q.hi == _I32_MAX:
+                below = self.total - got.size
+            else:
+                assert q.below is not None
+                below = q.below.value
+            r = q.rank
+            if q.eq_a is not None:  # the copies of A sit just below lo = A + 1
+                below -= q.eq_a.value
+                if below <= r < below + q.eq_a.value and q.a is not None:
+                    out.append(q.a)
+                    continue
+                below += q.eq_a.value
+            if below <= r < below + got.size:
+                out.append(int(np.partition(got, r - below)[r - below]))
+                continue
+            below += got.size
+            if q.eq_b is not None and below <= r < below + q.eq_b.value and q.b is not None:
+                out.append(q.b)
+                continue
+            return None
+        return out
+
+
+_BRACKET_CHUNK = 1 << 18  # elements per chunk of the bracket pass (masks stay in L2)
 _BRACKET_Z = 6.0  # half-width of the sample bracket in binomial standard deviations
 _I32_MIN = -(2**31)  # key of no float32 (a NaN pattern): "< A" counts nothing
 _I32_MAX = 2**31 - 1  # likewise: "<= B" counts everything
