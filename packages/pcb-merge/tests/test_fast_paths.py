@@ -23,6 +23,7 @@ CASES = [
     ("ties", "global", {"density": 0.3}),
     ("pcb", "tensor", {"ratio": 0.2}),
     ("pcb", "global", {"ratio": 0.2, "inter": "normalized"}),
+    ("pcb", "global", {"ratio": 0.1}),
 ]
 
 
@@ -58,7 +59,7 @@ def test_bf16_files_bitwise_equal_in_memory(
     monkeypatch.setattr(_engine, "_FUSED_COLS", cols)
     monkeypatch.setattr(_engine, "_COLS", cols)
     base, models, paths = bf16_files
-    lam = [0.9, 1.1, 1.3]
+    lam = [1.0, 1.1, 1.3]  # a row with λ = 1 (not multiplied) and rows with λ != 1
     mem = getattr(pm, method)(base, models, scope=scope, lambdas=lam, **params)
     out = pm.merge_files(
         method, paths[0], paths[1:], tmp_path / "o", scope=scope, lambdas=lam, **params

@@ -238,6 +238,7 @@ class Pcb(MethodImpl):
     def __init__(self, ratio: float, outlier: float, inter: str) -> None:
         self.ratio, self.outlier, self.inter = ratio, outlier, inter
         self._scratch = _Pool()  # chunk temporaries, reused across calls (page-faulted once)
+        self._zeros: dict[tuple[str, int], tuple[Tensor, bool]] = {}
         self._derived: dict[
             tuple[Any, ...], tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor, list[int]]]
         ] = {}
@@ -310,6 +311,18 @@ class Pcb(MethodImpl):
         self._derived[ck] = (lo_t, hi_t, val)
         return val
 
+    def _zero_lo(self, lo_c: Tensor) -> bool:
+        """All lower clamp bounds are +0 (typical: more than the outlier fraction of exact zeros
+        in |τ|); cached with the bounds."""
+        key = ("zero", id(lo_c))
+        hit = self._zeros.get(key)
+        if hit is None or hit[0] is not lo_c:
+            hit = (lo_c, bool((lo_c.view(-1) == 0).all()))
+            if len(self._zeros) > 8:
+                self._zeros.clear()
+            self._zeros[key] = hit
+        return hit[1]
+
     def _chunks(
         self, tv: Tensor, lo: Tensor, hi: Tensor
     ) -> Iterator[tuple[int, int, Tensor, Tensor, Tensor]]:
@@ -334,7 +347,10 @@ class Pcb(MethodImpl):
         x = self._scratch.get("x", (n, max(k, _COLS)), dt)[:, :k]
         col = self._scratch.flat("col", max(k, _COLS), dt)[:k]
         _clamp_(torch.abs(t, out=a), lo_c, hi_c)
-        torch.sub(a, lo_c, out=b).div_(safe)  # ñ (pcb_normalized)
+        if self._zero_lo(lo_c):  # a − 0 == a exactly (a >= +0): skip the subtraction
+            torch.div(a, safe, out=b)  # ñ (pcb_normalized)
+        else:
+            torch.sub(a, lo_c, out=b).div_(safe)
         for i in flat:
             b[i].zero_()
         if self.inter == "sum":
