@@ -200,3 +200,24 @@ def test_float32_storage_and_compute_close_to_float64() -> None:
     mf = [{k: v.bfloat16() if v.is_floating_point() else v for k, v in m.items()} for m in models]
     out = pm.pcb(bf, mf, scope="global", out_dtype="float32")
     assert out["enc.weight"].dtype == torch.float32 and torch.isfinite(out["enc.weight"]).all()
+
+
+def test_dare_mask_pieces_are_one_uniform_stream() -> None:
+    """The mask is drawn in pieces of DARE_PIECE uniforms so that streamed merges can draw it
+    chunk by chunk; for torch's CPU generator that is the same stream as one draw of the whole
+    tensor (the masks of earlier versions), and the streamed DARE delta equals the in-memory one."""
+    shape = (3, 2 * F.DARE_PIECE + 12_345)
+    gen = F.dare_generator(7, "w", 1)
+    one_draw = torch.rand(shape, generator=gen, dtype=torch.float64) >= 0.3
+    assert torch.equal(F.dare_mask(shape, 0.3, seed=7, key="w", task=1), one_draw)
+    assert F.dare_mask((0, 4), 0.3, seed=7, key="w", task=1).shape == (0, 4)
+    from pcb_merge._engine import Block, Dare
+
+    g = torch.Generator().manual_seed(2)
+    tv = torch.randn(2, 3 * F.DARE_PIECE + 77, generator=g)
+    block = Block("w", (tv.shape[1],), torch.zeros(tv.shape[1]), tv)
+    impl = Dare(0.6, True, 9)
+    lam = torch.tensor([1.0, 0.7], dtype=torch.float64)
+    full = impl.delta(block, {}, lam)
+    streamed = impl.delta_(block, {}, lam, torch.empty(tv.shape[1]))
+    assert torch.equal(full, streamed)

@@ -121,6 +121,24 @@ class Dare(MethodImpl):
             kept = kept / (1.0 - self.p)
         return F.colsum(kept * lambdas.to(kept.dtype).unsqueeze(1))
 
+    def delta_(self, block: Block, stats: Stats, lambdas: Tensor, out: Tensor) -> Tensor:
+        """:meth:`delta` on column pieces of :data:`~pcb_merge.functional.DARE_PIECE` (the masks
+        are drawn piece by piece from the same per-task generators): the same bits with memory
+        bounded by a piece instead of a float64 uniform and a mask per task of the whole tensor."""
+        tv = block.tv
+        n, m = tv.shape
+        gens = [F.dare_generator(self.seed, block.key, i) for i in range(n)]
+        lam = lambdas.to(tv.dtype).unsqueeze(1)
+        piece = F.DARE_PIECE
+        for j in range(0, m, piece):
+            e = min(m, j + piece)
+            masks = torch.stack([F.dare_keep(g, e - j, self.p) for g in gens])
+            kept = tv[:, j:e] * masks
+            if self.rescale and self.p > 0:
+                kept = kept / (1.0 - self.p)
+            F.colsum(kept * lam, out=out[j:e])
+        return out
+
     def describe(self) -> dict[str, str]:
         return {
             "merge_method": self.name,

@@ -213,12 +213,38 @@ def _key_seed(seed: int, key: str, task: int) -> int:
     return int.from_bytes(digest, "little") & ((1 << 63) - 1)
 
 
+#: the DARE uniforms are drawn in pieces of this many values (a multiple of 16), so a streamed
+#: merge can draw them chunk by chunk with bounded memory and get exactly the same mask
+DARE_PIECE = 1 << 16
+
+
+def dare_generator(seed: int, key: str, task: int) -> torch.Generator:
+    """The generator of one tensor's DARE mask for one task, seeded by (seed, key, task)."""
+    gen = torch.Generator(device="cpu")
+    gen.manual_seed(_key_seed(seed, key, task))
+    return gen
+
+
+def dare_keep(gen: torch.Generator, count: int, p: float) -> Tensor:
+    """The next ``count`` keep decisions of ``gen``: ``U >= p`` for float64 uniforms U, drawn in
+    pieces of :data:`DARE_PIECE` (``count`` must be a multiple of it unless it ends the tensor)."""
+    parts = []
+    for a in range(0, count, DARE_PIECE):
+        u = torch.rand(min(DARE_PIECE, count - a), generator=gen, dtype=torch.float64)
+        parts.append(u >= p)
+    return torch.cat(parts) if len(parts) != 1 else parts[0]
+
+
 def dare_mask(shape: Sequence[int], p: float, *, seed: int, key: str, task: int) -> Tensor:
     """DARE keep-mask for one tensor of one task: ``Bernoulli(1 − p)``, seeded by (seed, key, task).
 
     Seeding per tensor key makes the result independent of traversal order and of whether the
-    model is merged from memory or streamed from files.
+    model is merged from memory or streamed from files. The uniforms are drawn in pieces of
+    :data:`DARE_PIECE` values (for torch's CPU generator this is the same stream as one call).
     """
-    gen = torch.Generator(device="cpu")
-    gen.manual_seed(_key_seed(seed, key, task))
-    return torch.rand(tuple(shape), generator=gen, dtype=torch.float64) >= p
+    numel = 1
+    for v in shape:
+        numel *= v
+    if not numel:
+        return torch.zeros(tuple(shape), dtype=torch.bool)
+    return dare_keep(dare_generator(seed, key, task), numel, p).reshape(tuple(shape))
