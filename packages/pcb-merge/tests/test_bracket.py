@@ -233,3 +233,29 @@ def test_empty_and_one_element_tensors(
     assert set(mem) == set(base)
     for k, v in mem.items():
         assert torch.equal(got.load(k), v), k
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_bracket_heavy_ties_are_counted(signed: bool) -> None:
+    """Bracket ends on values that hold a large share of the row (exact zeros, a repeated value)
+    are counted, not collected: one pass, no gather overflow, the two-pass radix bits."""
+    g = torch.Generator().manual_seed(8)
+    d = 200_000
+    x = torch.cat(
+        [
+            torch.zeros(60_000),
+            torch.full((60_000,), 1.5),
+            torch.randn(80_000, generator=g).abs() + 2,
+        ]
+    )
+    x = torch.stack([x[torch.randperm(d, generator=g)] for _ in range(2)])
+    if signed:
+        x[1] = -x[1]
+    ranks = [int(d * 1e-4), int(d * 0.45), d - 1 - int(d * 1e-4)]
+    blocks = [x[:, :90_001], x[:, 90_001:]]
+    pos = torch.randint(0, d, (5000,), generator=torch.Generator().manual_seed(9))
+    sel = RadixSelector(gather_limit=1024)
+    vals, top = sel.select(lambda: iter(blocks), ranks, 2, sample=x[:, pos], d=d)
+    ref, ref_top = RadixSelector().select(lambda: iter(blocks), ranks, 2)
+    assert torch.equal(_bits(vals), _bits(ref)) and torch.equal(top, ref_top)
+    assert sel.passes == 1 and sel.bracket_misses == 0

@@ -332,8 +332,8 @@ class RadixSelector(Selector):
                         r,
                         ka,
                         kb,
-                        ka is not None and _tied(sk, ka),
-                        kb is not None and _tied(sk, kb),
+                        ka is not None and _tied(sk, ka, d, edge),
+                        kb is not None and _tied(sk, kb, d, edge),
                     )
                 )
             plans.append(_RowPlan(queries))
@@ -361,6 +361,9 @@ class RadixSelector(Selector):
                         keys = part if plan.raw else order_keys32(part, kbuf[:k])
                         u, m = ubuf[:k].view(np.uint32), mask[:k]
                         for c in plan.counters:
+                            if c.equal and c.key == 0:  # exact zeros: k − the non-zero keys
+                                c.value += k - np.count_nonzero(keys)
+                                continue
                             op = np.equal if c.equal else np.less
                             c.value += np.count_nonzero(op(keys, c.key, out=m))
                         for g in plan.gathers:
@@ -394,10 +397,12 @@ class RadixSelector(Selector):
         return vals, top
 
 
-def _tied(sample_keys: np.ndarray, key: int) -> bool:
-    """Two or more copies of ``key`` in the sample: many in the data (count them, do not
-    collect them)."""
-    return int(np.count_nonzero(sample_keys == key)) > 1
+def _tied(sample_keys: np.ndarray, key: int, d: int, edge: int) -> bool:
+    """Whether the sample shows ``key`` to be a heavy tie in the data (count its copies instead
+    of collecting them): two or more copies in the sample, and more than ``edge`` expected among
+    the ``d`` values (a few thousand copies are cheaper to collect than to count)."""
+    copies = int(np.count_nonzero(sample_keys == key))
+    return copies > 1 and copies * d > edge * sample_keys.shape[0]
 
 
 @dataclass
