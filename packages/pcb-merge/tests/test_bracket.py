@@ -166,6 +166,19 @@ def test_sample_files_equals_blocks(tmp_path: Path) -> None:
     assert _engine.sample_size(10**9) == 1 << 22
 
 
+@pytest.mark.parametrize("d", [1, 7, 65_536, 65_537, 1_000_003, 10**9])
+def test_sample_positions_one_per_stratum(d: int) -> None:
+    """Stratified: strictly increasing, one position in each of the s equal strata, seeded."""
+    pos = _engine.sample_positions(d)
+    s = _engine.sample_size(d)
+    assert pos.shape == (s,) and torch.equal(pos, _engine.sample_positions(d))
+    assert bool((pos[1:] > pos[:-1]).all()) and int(pos[0]) >= 0 and int(pos[-1]) < d
+    k = torch.arange(s, dtype=torch.int64)
+    assert bool(((pos >= (k * d) // s) & (pos < ((k + 1) * d) // s)).all())
+    if s == d:
+        assert torch.equal(pos, torch.arange(d))
+
+
 @pytest.mark.parametrize("method", ["pcb", "ties"])
 def test_global_stats_one_pass_per_statistic(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str

@@ -49,11 +49,19 @@ def sample_size(d: int) -> int:
 
 
 def sample_positions(d: int) -> Tensor:
-    """Sorted seeded positions (with replacement) in ``[0, d)``, the same for every run."""
+    """Seeded increasing positions in ``[0, d)``, the same for every run: one uniformly random
+    position in each of ``s = sample_size(d)`` equal strata (a stratified sample: no sort, and the
+    count of sampled values below any threshold varies no more than a simple random sample's, so
+    the binomial bracket stays conservative)."""
     if d <= 0:
         return torch.empty(0, dtype=torch.int64)
+    s = sample_size(d)
     g = torch.Generator().manual_seed(_SAMPLE_SEED)
-    return torch.sort(torch.randint(0, d, (sample_size(d),), generator=g)).values
+    i = torch.arange(s + 1, dtype=torch.int64)
+    edges = (i * d) // s  # stratum k is [edges[k], edges[k + 1]), never empty (s <= d)
+    width = (edges[1:] - edges[:-1]).to(torch.float64)
+    offset = (torch.rand(s, generator=g, dtype=torch.float64) * width).to(torch.int64)
+    return edges[:-1] + torch.minimum(offset, edges[1:] - edges[:-1] - 1)
 
 
 def block_sampler(block: Block) -> Sampler:
