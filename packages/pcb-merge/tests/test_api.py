@@ -145,3 +145,23 @@ def test_public_api_and_registry() -> None:
 
 def test_readme_blocks_run() -> None:
     run_readme_blocks(Path(__file__).parents[1] / "README.md")
+
+
+# NGOpt hands scipy's COBYLA a stopping radius it rejects (and replaces): third-party noise
+@pytest.mark.filterwarnings("ignore:COBYLA:UserWarning")
+def test_evolutionary_search_with_nevergrad() -> None:
+    """The official optimizer (nevergrad's NGOpt, the extra ``pcb-merge[nevergrad]``): seeded,
+    within the bounds and the budget, close to the optimum of a quadratic validation score."""
+    pytest.importorskip("nevergrad", reason="the nevergrad extra is part of the test group")
+    target = [1.1, 0.9, 1.25]
+
+    def objective(lam: list[float]) -> float:
+        return -sum((a - b) ** 2 for a, b in zip(lam, target))
+
+    a = pm.evolutionary_search(objective, 3, budget=100, optimizer="nevergrad", seed=3)
+    b = pm.evolutionary_search(objective, 3, budget=100, optimizer="nevergrad", seed=3)
+    assert a.lambdas == b.lambdas and [h[0] for h in a.history] == [h[0] for h in b.history]
+    assert len(a.history) <= 100
+    assert all(0.8 <= v <= 1.3 for lam, _ in a.history for v in lam)
+    assert max(abs(x - t) for x, t in zip(a.lambdas, target)) < 0.08
+    assert a.score > objective([1.0, 1.0, 1.0])
