@@ -92,12 +92,18 @@ def test_bracket_two_tails_one_mask(signed: bool) -> None:
     x = torch.randn(2, 200_000, generator=g)
     x = x if signed else x.abs()
     d = x.shape[1]
-    ranks = [int(d * 1e-4), int(d * (1 - 1e-4) - 1)]
-    blocks = [x[:, :70_001], x[:, 70_001:]]
-    pos = torch.randint(0, d, (5000,), generator=torch.Generator().manual_seed(6))
+    _assert_one_pass_exact(x, [int(d * 1e-4), int(d * (1 - 1e-4) - 1)], cut=70_001, seed=6)
+
+
+def _assert_one_pass_exact(x: torch.Tensor, ranks: list[int], *, cut: int, seed: int) -> None:
+    """A 5000-column sample and a small gather limit settle ``ranks`` of the two blocks
+    ``x[:, :cut]``, ``x[:, cut:]`` in one pass, with the two-pass radix route's bits."""
+    d = x.shape[1]
+    blocks = [x[:, :cut], x[:, cut:]]
+    pos = torch.randint(0, d, (5000,), generator=torch.Generator().manual_seed(seed))
     sel = RadixSelector(gather_limit=1024)
-    vals, top = sel.select(lambda: iter(blocks), ranks, 2, sample=x[:, pos], d=d)
-    ref, ref_top = RadixSelector().select(lambda: iter(blocks), ranks, 2)
+    vals, top = sel.select(lambda: iter(blocks), ranks, x.shape[0], sample=x[:, pos], d=d)
+    ref, ref_top = RadixSelector().select(lambda: iter(blocks), ranks, x.shape[0])
     assert torch.equal(_bits(vals), _bits(ref)) and torch.equal(top, ref_top)
     assert sel.passes == 1 and sel.bracket_misses == 0
 
@@ -265,10 +271,4 @@ def test_bracket_heavy_ties_are_counted(signed: bool) -> None:
     if signed:
         x[1] = -x[1]
     ranks = [int(d * 1e-4), int(d * 0.45), d - 1 - int(d * 1e-4)]
-    blocks = [x[:, :90_001], x[:, 90_001:]]
-    pos = torch.randint(0, d, (5000,), generator=torch.Generator().manual_seed(9))
-    sel = RadixSelector(gather_limit=1024)
-    vals, top = sel.select(lambda: iter(blocks), ranks, 2, sample=x[:, pos], d=d)
-    ref, ref_top = RadixSelector().select(lambda: iter(blocks), ranks, 2)
-    assert torch.equal(_bits(vals), _bits(ref)) and torch.equal(top, ref_top)
-    assert sel.passes == 1 and sel.bracket_misses == 0
+    _assert_one_pass_exact(x, ranks, cut=90_001, seed=9)
