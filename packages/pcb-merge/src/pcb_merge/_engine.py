@@ -4,7 +4,10 @@ A method is a small object with two hooks: ``stats`` gathers the whole-row stati
 (order statistics through a :class:`~pcb_merge._select.Selector`, or sums), and ``delta`` turns
 one block of task vectors into the merged update using those statistics. ``scope="tensor"``
 calls both on each tensor alone; ``scope="global"`` calls ``stats`` once over all float tensors
-(the official flattened model) and then ``delta`` tensor by tensor.
+(the official flattened model) and then ``delta`` tensor by tensor. When streaming from files,
+the column-local methods (PCB, TIES) see each tensor as cache-sized column chunks in both the
+statistics passes and the merge (:func:`chunk_blocks`): every step is per column given the
+statistics, so the chunks give the same bits as whole tensors.
 """
 
 from __future__ import annotations

@@ -14,13 +14,18 @@ exactly two passes settle every query of a row at once (one histogram of the hig
 of the low 16 bits among the values in the chosen bucket), with no float64 copy and no gather.
 Histograms are built over fixed-size column chunks, so the temporaries stay small.
 
-With a ``sample`` of the quantity (``s`` seeded random columns), float32 selection usually takes
-ONE pass: the sample's order statistics around ``rank·s/d ± 6`` binomial standard deviations give
-a bracket ``[A, B]`` per rank (as order-preserving int32 keys, so ``-0.0 < +0.0`` exactly as in
-the radix order); the pass counts the keys ``< A``, ``<= A``, ``< B``, ``<= B`` and collects those
-strictly between (a few per mille of the values). The k-th is then ``A``, ``B`` or the right one
-among the collected keys. If a rank lies outside its bracket, or more than ``max(gather_limit,
-2·s)`` keys would be collected, the two-pass route runs instead: the value is exact either way.
+With a ``sample`` of the quantity (``s`` seeded columns), float32 selection usually takes ONE
+pass: the sample's order statistics around ``rank·s/d ± 6`` binomial standard deviations give a
+bracket ``[A, B]`` per rank (as order-preserving int32 keys, so ``-0.0 < +0.0`` exactly as in the
+radix order). The pass collects the keys inside each bracket (one wrapping subtraction and one
+unsigned comparison per key) and counts those below it. Refinements that keep it exact: a bracket
+end with few keys expected beyond it (an extreme rank) is opened to the end of the key range, so
+nothing needs counting there, and the two tails of a row are collected by one mask; an end that
+the sample shows to be a heavy tie (e.g. the exact zeros of |τ|) has its copies counted instead
+of collected; against bounds >= 0 the raw float bit patterns order like the keys, so the per-key
+conversion is skipped. The k-th is then a tied end or the right one among the collected keys. If
+a rank lies outside its bracket, or more than ``max(gather_limit, 2·s)`` keys would be collected,
+the two-pass route runs instead: the value is exact either way.
 """
 
 from __future__ import annotations
