@@ -213,6 +213,9 @@ _COLS = 1 << 18  # columns per chunk of the fused PCB kernels (temporaries stay 
 # chunks amortise the per-op dispatch cost, measured best at 2^18 on a 1 MB-L2 EPYC)
 
 
+_Bounds = tuple[Tensor, Tensor, Tensor, list[int], bool]
+
+
 def _scale_rows_(x: Tensor, lambdas: Tensor) -> Tensor:
     """``x *= λ[:, None]`` in place, skipping rows with ``λ_i = 1`` (``x·1 == x`` exactly)."""
     for i, v in enumerate(lambdas.to(x.dtype).tolist()):
@@ -267,10 +270,7 @@ class Pcb(MethodImpl):
     def __init__(self, ratio: float, outlier: float, inter: str) -> None:
         self.ratio, self.outlier, self.inter = ratio, outlier, inter
         self._scratch = _Pool()  # chunk temporaries, reused across calls (page-faulted once)
-        self._zeros: dict[tuple[str, int], tuple[Tensor, bool]] = {}
-        self._derived: dict[
-            tuple[Any, ...], tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor, list[int]]]
-        ] = {}
+        self._derived: dict[tuple[Any, ...], tuple[Tensor, Tensor, _Bounds]] = {}
 
     def stats(
         self,
@@ -319,12 +319,10 @@ class Pcb(MethodImpl):
         del hint
         return {"lo": lo, "hi": hi, "q": qv[:, 0], "max": top}
 
-    def _bounds(
-        self, stats: Stats, key: str, dt: torch.dtype
-    ) -> tuple[Tensor, Tensor, Tensor, list[int]]:
-        """``(low (n,1), high (n,1), safe span (n,1), degenerate rows)`` for the clamp to
-        ``[stats[lo], stats[hi]]`` (``key="lo"``) or to ``[q, max]`` (``key="q"``), in ``dt``;
-        cached per statistics object, so a chunk does not redo these small-tensor ops."""
+    def _bounds(self, stats: Stats, key: str, dt: torch.dtype) -> _Bounds:
+        """``(low (n,1), high (n,1), safe span (n,1), degenerate rows, every low is +0)`` for the
+        clamp to ``[stats[lo], stats[hi]]`` (``key="lo"``) or to ``[q, max]`` (``key="q"``), in
+        ``dt``; cached per statistics object, so a chunk does not redo these small-tensor ops."""
         lo_t, hi_t = (stats["lo"], stats["hi"]) if key == "lo" else (stats["q"], stats["max"])
         ck = (key, id(lo_t), id(hi_t), dt)
         hit = self._derived.get(ck)
@@ -334,23 +332,11 @@ class Pcb(MethodImpl):
         span = high - low
         safe = torch.where(span > 0, span, torch.ones_like(span))
         flat = [i for i in range(low.shape[0]) if not bool(span[i, 0] > 0)]
-        val = (low, high, safe, flat)
+        val = (low, high, safe, flat, bool((low == 0).all()))
         if len(self._derived) > 8:
             self._derived.clear()
         self._derived[ck] = (lo_t, hi_t, val)
         return val
-
-    def _zero_lo(self, lo_c: Tensor) -> bool:
-        """All lower clamp bounds are +0 (typical: more than the outlier fraction of exact zeros
-        in |τ|); cached with the bounds."""
-        key = ("zero", id(lo_c))
-        hit = self._zeros.get(key)
-        if hit is None or hit[0] is not lo_c:
-            hit = (lo_c, bool((lo_c.view(-1) == 0).all()))
-            if len(self._zeros) > 8:
-                self._zeros.clear()
-            self._zeros[key] = hit
-        return hit[1]
 
     def _chunks(
         self, tv: Tensor, lo: Tensor, hi: Tensor
@@ -363,20 +349,18 @@ class Pcb(MethodImpl):
             beta, a = self._chunk_beta(tv[:, j:e], lo, hi)
             yield j, e, beta, tv[:, j:e], a
 
-    def _chunk_buffers(self, n: int, k: int, dt: torch.dtype) -> tuple[Tensor, Tensor]:
-        w = max(k, _COLS)
-        return self._scratch.get("a", (n, w), dt)[:, :k], self._scratch.get("b", (n, w), dt)[:, :k]
-
     def _chunk_beta(self, t: Tensor, lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
         """``(β, a)`` of one column chunk ``t`` (at most ``_COLS`` wide) in reused buffers."""
         n, k = t.shape
         dt = t.dtype
-        lo_c, hi_c, safe, flat = self._bounds({"lo": lo, "hi": hi}, "lo", dt)
-        a, b = self._chunk_buffers(n, k, dt)
-        x = self._scratch.get("x", (n, max(k, _COLS)), dt)[:, :k]
-        col = self._scratch.flat("col", max(k, _COLS), dt)[:k]
+        lo_c, hi_c, safe, flat, zero_lo = self._bounds({"lo": lo, "hi": hi}, "lo", dt)
+        w = max(k, _COLS)
+        a = self._scratch.get("a", (n, w), dt)[:, :k]
+        b = self._scratch.get("b", (n, w), dt)[:, :k]
+        x = self._scratch.get("x", (n, w), dt)[:, :k]
+        col = self._scratch.flat("col", w, dt)[:k]
         _clamp_(torch.abs(t, out=a), lo_c, hi_c)
-        if self._zero_lo(lo_c):  # a − 0 == a exactly (a >= +0): skip the subtraction
+        if zero_lo:  # a − 0 == a exactly (a >= +0): skip the subtraction
             torch.div(a, safe, out=b)  # ñ (pcb_normalized)
         else:
             torch.sub(a, lo_c, out=b).div_(safe)
@@ -408,7 +392,7 @@ class Pcb(MethodImpl):
 
     def _scale_(self, beta: Tensor, stats: Stats) -> Tensor:
         """``pcb_scale`` in place on a chunk of β."""
-        q, top, safe, flat = self._bounds(stats, "q", beta.dtype)
+        q, top, safe, flat, _ = self._bounds(stats, "q", beta.dtype)
         _clamp_(beta, q, top).sub_(q).div_(safe)
         for i in flat:
             beta[i].zero_()
@@ -431,7 +415,6 @@ class Pcb(MethodImpl):
         tv = block.tv
         n, m = tv.shape
         dt = tv.dtype
-        lam = [float(v) for v in lambdas.to(dt).tolist()]
         w = max(min(m, _COLS), 1)
         sg_buf = self._scratch.get("sg", (n, w), dt)
         den_buf = self._scratch.flat("den", w, dt)
@@ -443,10 +426,7 @@ class Pcb(MethodImpl):
             scale = self._scale_(beta, stats)
             sg, den = sg_buf[:, :k], den_buf[:k]
             c.mul_(torch.sign(t, out=sg))  # ĉ = sign(τ)·a (pcb_clamp)
-            for i in range(n):
-                if lam[i] != 1.0:  # x·1 == x exactly
-                    c[i].mul_(lam[i])
-            c.mul_(scale)
+            _scale_rows_(c, lambdas).mul_(scale)
             F.colsum(c, out=out[j:e])
             F.colsum(scale, out=den)
             out[j:e].div_(den.clamp_(min=1e-12))
@@ -533,10 +513,7 @@ def _read(ck: Checkpoint, key: str, pool: _Pool | None, slot: str = "raw") -> Te
     if pool is None or load_into is None:
         return ck.load(key)
     shape, dtype = ck.spec(key)
-    numel = 1
-    for s in shape:
-        numel *= s
-    nbytes = numel * torch.empty((), dtype=dtype).element_size()
+    nbytes = _numel(shape) * torch.empty((), dtype=dtype).element_size()
     return load_into(key, pool.flat(slot, nbytes, torch.uint8))  # type: ignore[no-any-return]
 
 
@@ -547,6 +524,15 @@ def _release(ck: Checkpoint, key: str) -> None:
 
 
 _FUSED_COLS = 1 << 17  # columns per chunk of the fused task-arithmetic loop (fits in L2/L3)
+
+
+def _cast_chunk(raws: Sequence[Tensor], j: int, e: int, b: Tensor, tv: Tensor) -> None:
+    """Columns ``j:e`` of the flat stored tensors ``raws`` (base first) into the compute-dtype
+    buffers: ``b = base``, ``tv[i] = model_i − b`` (cast, then subtract, as :func:`load_block`)."""
+    b.copy_(raws[0][j:e])
+    for i in range(tv.shape[0]):
+        tv[i].copy_(raws[i + 1][j:e])
+        tv[i].sub_(b)
 
 
 def _task_arithmetic_fused(
@@ -580,10 +566,7 @@ def _task_arithmetic_fused(
         e = min(m, j + _FUSED_COLS)
         k = e - j
         b, tv, d = b_buf[:k], tv_buf[:, :k], d_buf[:k]
-        b.copy_(raws[0][j:e])
-        for i in range(n):
-            tv[i].copy_(raws[i + 1][j:e])
-            tv[i].sub_(b)
+        _cast_chunk(raws, j, e, b, tv)
         F.colsum(_scale_rows_(tv, lam), out=d)
         out[j:e].copy_(d.add_(b))
     if m and out.dtype in _MINMAX_DTYPES:
@@ -630,10 +613,7 @@ def chunk_blocks(
             e = min(m, j + _COLS)
             k = e - j
             b, tv = b_buf[:k], tv_buf[:, :k]
-            b.copy_(raws[0][j:e])
-            for i in range(n):
-                tv[i].copy_(raws[i + 1][j:e])
-                tv[i].sub_(b)
+            _cast_chunk(raws, j, e, b, tv)
             if check:
                 lo, hi = torch.aminmax(tv)
                 if not (math.isfinite(float(lo)) and math.isfinite(float(hi))):
@@ -725,12 +705,7 @@ def run(
     n = len(models)
     stats: Stats = {}
     if scope == "global" and float_keys:
-        d = 0
-        for k in float_keys:
-            numel = 1
-            for s in base.spec(k)[0]:
-                numel *= s
-            d += numel
+        d = sum(_numel(base.spec(k)[0]) for k in float_keys)
         sel = selector or InMemorySelector()
         # a selector that holds every block (in memory) must not see them share buffers
         pass_pool = None if isinstance(sel, InMemorySelector) else pool
@@ -779,6 +754,7 @@ def run(
             del raw
             continue
         if scope == "global" and pool is not None and isinstance(impl, (Pcb, Ties)):
+            cache.clear()
             out_t = pool.flat("cout", _numel(shape), out_dtype or dtype)
             col0 = 0
             for cb in chunk_blocks(
@@ -861,9 +837,7 @@ def _sample_files(
     start = 0
     off = 0
     for k in keys:
-        numel = 1
-        for s in base.spec(k)[0]:
-            numel *= s
+        numel = _numel(base.spec(k)[0])
         stop = int(torch.searchsorted(pos, off + numel))
         if stop > start:
             idx = pos[start:stop] - off
