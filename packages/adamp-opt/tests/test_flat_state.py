@@ -141,9 +141,12 @@ def _assert_same(a: nn.Module, oa: AdamP, b: nn.Module, ob: AdamP) -> None:
     assert oa.projection_decisions() == ob.projection_decisions()
 
 
-def _pair(**kw: Any) -> tuple[nn.Module, AdamP, nn.Module, AdamP]:
+def _pair(
+    model: Callable[[], nn.Module] | None = None, **kw: Any
+) -> tuple[nn.Module, AdamP, nn.Module, AdamP]:
+    """A model, its deep copy, and a foreach / per-tensor AdamP on each (default: ``_model``)."""
     kw = {"lr": 1e-2, "weight_decay": 1e-2} | kw
-    a = _model()
+    a = (model or _model)()
     b = copy.deepcopy(a)
     return (
         a,
@@ -321,15 +324,7 @@ def test_device_routing_functional_equals_the_loop(
 
 
 def _big_pair(**kw: Any) -> tuple[nn.Module, AdamP, nn.Module, AdamP]:
-    kw = {"lr": 1e-2, "weight_decay": 1e-2} | kw
-    a = _big_model()
-    b = copy.deepcopy(a)
-    return (
-        a,
-        AdamP(a.parameters(), foreach=True, **kw),
-        b,
-        AdamP(b.parameters(), foreach=False, **kw),
-    )
+    return _pair(_big_model, **kw)
 
 
 def _flat_entries(opt: AdamP) -> list[Any]:
