@@ -179,20 +179,26 @@ def test_small_moments_are_views_into_one_persistent_buffer() -> None:
     _assert_same(a, oa, b, ob)
 
 
+def _round_trip(sd: dict[str, Any], how: str) -> dict[str, Any]:
+    """The state dict as it comes back from ``how``: the same object, a deep copy, or a
+    ``torch.save``/``torch.load(weights_only=True)`` round trip."""
+    if how == "deepcopy":
+        return copy.deepcopy(sd)
+    if how == "torch.save":
+        buf = io.BytesIO()
+        torch.save(sd, buf)
+        buf.seek(0)
+        return torch.load(buf, weights_only=True)  # type: ignore[no-any-return]
+    return sd
+
+
 @pytest.mark.parametrize("how", ["same-object", "deepcopy", "torch.save"])
 def test_state_dict_round_trip_rebuilds_independent_buffers(how: str) -> None:
     a, oa, b, ob = _pair(nesterov=True)
     for t in range(3):
         _step(a, oa, t)
         _step(b, ob, t)
-    sd = oa.state_dict()
-    if how == "deepcopy":
-        sd = copy.deepcopy(sd)
-    elif how == "torch.save":
-        buf = io.BytesIO()
-        torch.save(sd, buf)
-        buf.seek(0)
-        sd = torch.load(buf, weights_only=True)
+    sd = _round_trip(oa.state_dict(), how)
     c = copy.deepcopy(a)
     oc = AdamP(c.parameters(), lr=1.0)
     oc.load_state_dict(sd)
@@ -375,12 +381,7 @@ def test_device_routing_state_dict_round_trip(how: str) -> None:
     for t in range(3):
         _step(a, oa, t, _big_batch)
         _step(b, ob, t, _big_batch)
-    sd = oa.state_dict()
-    if how == "torch.save":
-        buf = io.BytesIO()
-        torch.save(sd, buf)
-        buf.seek(0)
-        sd = torch.load(buf, weights_only=True)
+    sd = _round_trip(oa.state_dict(), how)
     c = copy.deepcopy(a)
     oc = AdamP(c.parameters(), lr=1.0)
     oc.load_state_dict(sd)
